@@ -28,10 +28,14 @@ class CircuitOpenError(ResilienceError):
     __slots__ = ("breaker_name", "retry_after")
 
     def __init__(self, breaker_name: str, retry_after: float | None) -> None:
+        # No message formatting here: rejections are a hot path; __str__ formats lazily.
         self.breaker_name = breaker_name
         self.retry_after = retry_after
+
+    def __str__(self) -> str:
+        retry_after = self.retry_after
         when = "no automatic recovery" if retry_after is None else f"retry after {retry_after:.3f}s"
-        super().__init__(f"circuit breaker {breaker_name!r} is open ({when})")
+        return f"circuit breaker {self.breaker_name!r} is open ({when})"
 
     def __reduce__(self) -> tuple[type[CircuitOpenError], tuple[str, float | None]]:
         return (type(self), (self.breaker_name, self.retry_after))

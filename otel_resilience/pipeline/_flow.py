@@ -1,0 +1,198 @@
+"""What both drivers decide after a failed attempt: retry, give up, fall back.
+
+The drivers own the I/O (calling, sleeping, awaiting, timers); everything they must
+*decide* once an attempt has failed lives here, once, so the sync and async paths cannot
+drift apart. A :class:`Recovery` is created at a call's first failure, never on the
+success path.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from otel_resilience._errors import ResilienceTimeoutError
+from otel_resilience._events import (
+    AttemptOutcome,
+    CallObserver,
+    CallOutcome,
+    FallbackExecuted,
+    ResilienceEvent,
+    RetryExhausted,
+    RetryScheduled,
+    TimeoutExceeded,
+    safe_call,
+)
+from otel_resilience.fallback import FallbackContext
+
+if TYPE_CHECKING:
+    from otel_resilience.pipeline._pipeline import Pipeline
+    from otel_resilience.retry._retry import RetryState
+
+__all__ = ["Recovery", "conclude", "emit", "error_type", "finish", "total_timeout"]
+
+
+def error_type(error: BaseException | None) -> str | None:
+    """The low-cardinality name telemetry uses for ``error``: its class name."""
+    return None if error is None else type(error).__qualname__
+
+
+def emit(pipeline: Pipeline, event: ResilienceEvent) -> None:
+    """Report ``event`` to the pipeline's listener, isolated from the call."""
+    listener = pipeline.listener
+    if listener is not None:
+        safe_call("resilience listener", listener.on_event, event)
+
+
+def finish(
+    observer: CallObserver | None,
+    outcome: CallOutcome,
+    error: BaseException | None,
+    started: float,
+    now: float,
+) -> None:
+    """Tell the call's observer (if any) how the call ended."""
+    if observer is not None:
+        safe_call("call observer", observer.call_ended, outcome, error, now - started)
+
+
+def total_timeout(pipeline: Pipeline, cause: BaseException | None) -> ResilienceTimeoutError:
+    """The error that ends a call whose total timeout ran out (and report it)."""
+    seconds = pipeline.timeout
+    assert seconds is not None  # noqa: S101 - only called when a total timeout is set
+    emit(pipeline, TimeoutExceeded(pipeline=pipeline.name, scope="total", timeout=seconds))
+    error = ResilienceTimeoutError(seconds, "total")
+    error.__cause__ = cause
+    return error
+
+
+class Recovery:
+    """Per-call failure bookkeeping: the retry state and the attempt count.
+
+    Args:
+        pipeline: the pipeline running the call.
+        started: clock time at which the call started.
+        deadline: absolute total-timeout deadline, if any.
+    """
+
+    __slots__ = ("attempt", "deadline", "pipeline", "reason", "started", "state")
+
+    def __init__(self, pipeline: Pipeline, started: float, deadline: float | None) -> None:
+        self.pipeline = pipeline
+        self.started = started
+        self.deadline = deadline
+        self.attempt = 1
+        self.state: RetryState | None = None
+        self.reason: str | None = None
+        """Why the retry gave up (``"total_timeout"`` makes the driver raise a timeout)."""
+
+    def retry_delay(self, error: BaseException | None, result: Any) -> float | None:
+        """After attempt ``self.attempt`` failed: seconds to wait, or ``None`` to give up.
+
+        ``None`` is also returned when the next attempt could only start after the total
+        deadline; :attr:`reason` is then ``"total_timeout"``.
+        """
+        pipeline = self.pipeline
+        retry = pipeline.retry
+        if retry is None:
+            return None
+        if error is not None:
+            retryable = retry.is_retryable_error(error)
+        else:
+            retryable = retry.is_retryable_result(result)
+        if not retryable:
+            if self.attempt > 1:
+                self._note(error, "not retryable")
+            return None
+        now = pipeline.clock.monotonic()
+        if self.state is None:
+            self.state = retry.start(self.started)
+        decision = retry.next_delay(self.state, error, result, now)
+        if isinstance(decision, str):
+            self._exhausted(error, decision)
+            return None
+        if self.deadline is not None and now + decision >= self.deadline:
+            self._exhausted(error, "total_timeout")
+            return None
+        emit(
+            pipeline,
+            RetryScheduled(
+                pipeline=pipeline.name,
+                attempt=self.attempt,
+                delay=decision,
+                error_type=error_type(error),
+            ),
+        )
+        self.attempt += 1
+        return decision
+
+    def _exhausted(self, error: BaseException | None, reason: str) -> None:
+        pipeline = self.pipeline
+        self.reason = reason
+        emit(
+            pipeline,
+            RetryExhausted(
+                pipeline=pipeline.name,
+                attempts=self.attempt,
+                reason=reason,
+                error_type=error_type(error),
+            ),
+        )
+        self._note(error, reason.replace("_", " "))
+
+    def _note(self, error: BaseException | None, reason: str) -> None:
+        if error is not None:
+            plural = "s" if self.attempt != 1 else ""
+            error.add_note(
+                f"otel-resilience: pipeline {self.pipeline.name!r} gave up after "
+                f"{self.attempt} attempt{plural} ({reason})"
+            )
+
+    def fallback(self, error: BaseException | None, result: Any) -> FallbackContext | None:
+        """The fallback's context if the pipeline's fallback handles this final outcome."""
+        fallback = self.pipeline.fallback
+        if fallback is None:
+            return None
+        if error is not None:
+            if not fallback.handles_error(error):
+                return None
+        elif not fallback.handles_result(result):
+            return None
+        pipeline = self.pipeline
+        emit(pipeline, FallbackExecuted(pipeline=pipeline.name, error_type=error_type(error)))
+        return FallbackContext(
+            error=error, result=result, attempts=self.attempt, pipeline=pipeline.name
+        )
+
+
+def conclude(
+    pipeline: Pipeline,
+    recovery: Recovery | None,
+    observer: CallObserver | None,
+    error: BaseException | None,
+    result: Any,
+    started: float,
+    last_outcome: AttemptOutcome,
+) -> FallbackContext | None:
+    """End a call whose last attempt failed.
+
+    Returns the fallback's context when the fallback takes over (the driver then runs it
+    and reports the end). Otherwise reports the end and raises ``error``, or returns
+    ``None`` when retries ran out on an unacceptable result that is to be returned as is.
+    """
+    if recovery is None:
+        recovery = Recovery(pipeline, started, None)
+    context = recovery.fallback(error, result)
+    if context is not None:
+        return context
+    now = pipeline.clock.monotonic()
+    if error is None:
+        finish(observer, CallOutcome.FAILURE, None, started, now)
+        return None
+    if isinstance(error, ResilienceTimeoutError):
+        outcome = CallOutcome.TIMEOUT
+    elif last_outcome is AttemptOutcome.REJECTED:
+        outcome = CallOutcome.REJECTED
+    else:
+        outcome = CallOutcome.FAILURE
+    finish(observer, outcome, error, started, now)
+    raise error
