@@ -21,6 +21,7 @@ __all__ = [
     "SystemClock",
     "TimerHandle",
     "default_random",
+    "seeded_random",
 ]
 
 
@@ -109,3 +110,8 @@ SYSTEM_CLOCK: Clock = SystemClock()
 def default_random() -> RandomSource:
     """Return a new, independently seeded random source for jitter."""
     return random.Random()
+
+
+def seeded_random(seed: int) -> RandomSource:
+    """Return a random source that repeats for the same ``seed`` (demos, simulations)."""
+    return random.Random(seed)

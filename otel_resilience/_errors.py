@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 __all__ = [
     "BulkheadFullError",
     "CircuitOpenError",
@@ -17,28 +19,40 @@ class ResilienceError(Exception):
 class CircuitOpenError(ResilienceError):
     """A circuit breaker refused the call; the protected function was not called.
 
+    Raised as ``CircuitOpenError(breaker_name, retry_after)``.
+
     Attributes:
         breaker_name: the breaker that refused.
         retry_after: seconds until the breaker admits a trial call again, or ``None``
-            when no automatic recovery is scheduled (forced open). A retry strategy honours
-            it as a server-directed delay, so a retry over an open breaker waits exactly
-            as long as the breaker needs.
+            when no automatic recovery is scheduled (forced open). A retry configured
+            with ``retry_rejections=True`` honours it as a server-directed delay, so it
+            waits exactly as long as the breaker needs.
     """
 
-    __slots__ = ("breaker_name", "retry_after")
+    # No Python-level __init__: rejections are a hot path, and BaseException's own
+    # constructor storing ``args`` is a third cheaper. The attributes read ``args``.
+    __slots__ = ()
 
-    def __init__(self, breaker_name: str, retry_after: float | None) -> None:
-        # No message formatting here: rejections are a hot path; __str__ formats lazily.
-        self.breaker_name = breaker_name
-        self.retry_after = retry_after
+    if TYPE_CHECKING:
+
+        def __init__(self, breaker_name: str, retry_after: float | None) -> None: ...
+
+    @property
+    def breaker_name(self) -> str:
+        """The breaker that refused."""
+        name: str = self.args[0]
+        return name
+
+    @property
+    def retry_after(self) -> float | None:
+        """Seconds until a trial call may be admitted; ``None`` when forced open."""
+        retry_after: float | None = self.args[1]
+        return retry_after
 
     def __str__(self) -> str:
         retry_after = self.retry_after
         when = "no automatic recovery" if retry_after is None else f"retry after {retry_after:.3f}s"
         return f"circuit breaker {self.breaker_name!r} is open ({when})"
-
-    def __reduce__(self) -> tuple[type[CircuitOpenError], tuple[str, float | None]]:
-        return (type(self), (self.breaker_name, self.retry_after))
 
 
 class BulkheadFullError(ResilienceError):

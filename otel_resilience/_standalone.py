@@ -34,16 +34,15 @@ class Standalone:
         """The one-strategy pipeline that ``call``, ``acall`` and decoration use."""
         pipeline = self._pipeline
         if pipeline is None:
-            pipeline = self._pipeline = self._build_pipeline()
+            # The subclass declares the ``_pipeline`` slot; this mixin has none of its own.
+            pipeline = self._pipeline = self._build_pipeline()  # type: ignore[misc]
         return pipeline
 
     def call(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
         """Run ``fn(*args, **kwargs)`` protected by this strategy."""
         return self.pipeline.call(fn, *args, **kwargs)
 
-    async def acall(
-        self, fn: Callable[P, Awaitable[R]], /, *args: P.args, **kwargs: P.kwargs
-    ) -> R:
+    async def acall(self, fn: Callable[P, Awaitable[R]], /, *args: P.args, **kwargs: P.kwargs) -> R:
         """Await ``fn(*args, **kwargs)`` protected by this strategy."""
         return await self.pipeline.acall(fn, *args, **kwargs)
 

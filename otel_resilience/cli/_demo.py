@@ -10,12 +10,11 @@ opening, fast rejections, the half-open trial and the close.
 from __future__ import annotations
 
 import argparse
-import random
 from collections import Counter
 from dataclasses import dataclass
 from typing import TextIO
 
-from otel_resilience._clock import SYSTEM_CLOCK, Clock
+from otel_resilience._clock import SYSTEM_CLOCK, Clock, RandomSource, seeded_random
 from otel_resilience._events import (
     CallRejected,
     CircuitStateChanged,
@@ -51,7 +50,7 @@ class DemoOptions:
 class FlakyDependency:
     """A dependency that is healthy, then down, then healthy again, with some noise."""
 
-    def __init__(self, calls: int, rng: random.Random) -> None:
+    def __init__(self, calls: int, rng: RandomSource) -> None:
         self.rng = rng
         self.outage = range(calls // 4, calls // 2)
         self.call_index = 0
@@ -74,7 +73,7 @@ class _Narrator:
         self.clock = clock
         self.counts: Counter[str] = Counter()
 
-    def start_call(self, pipeline: str) -> None:  # noqa: ARG002 - listener protocol
+    def start_call(self, pipeline: str) -> None:
         return None
 
     def on_event(self, event: ResilienceEvent) -> None:
@@ -112,7 +111,7 @@ def run_demo(options: DemoOptions, out: TextIO, clock: Clock = SYSTEM_CLOCK) -> 
         raise ValueError(f"--calls must be >= 1, got {options.calls}")
     if options.interval < 0:
         raise ValueError(f"--interval must be >= 0, got {options.interval}")
-    rng = random.Random(options.seed)
+    rng = seeded_random(options.seed)
     dependency = FlakyDependency(options.calls, rng)
     narrator = _Narrator(out, clock.monotonic(), clock)
     breaker = CircuitBreaker(

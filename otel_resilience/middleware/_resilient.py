@@ -10,6 +10,7 @@ wrapt's binding unchanged.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import inspect
 import threading
@@ -18,6 +19,7 @@ from typing import Any, TypeVar
 
 import wrapt
 
+from otel_resilience._validation import is_async_callable
 from otel_resilience.pipeline._async import run_async
 from otel_resilience.pipeline._pipeline import Pipeline
 from otel_resilience.pipeline._sync import run_sync
@@ -29,11 +31,15 @@ F = TypeVar("F", bound=Callable[..., Any])
 _EXHAUSTED = object()
 
 
-class ResilientFunction(wrapt.FunctionWrapper):  # type: ignore[misc]
+class ResilientFunction(wrapt.FunctionWrapper[..., Any]):
     """The type of every callable made by :func:`resilient` and :func:`wrap`.
 
     ``pipeline`` is the :class:`Pipeline` it runs; ``__wrapped__`` is the original.
     """
+
+    # wrapt keeps ``_self_``-prefixed attributes on the proxy, not on the wrapped object.
+    _self_pipeline: Pipeline
+    _self_shadowing: bool
 
     @property
     def pipeline(self) -> Pipeline:
@@ -48,13 +54,13 @@ def _kind(fn: Any) -> str:
         return "async_generator"
     if inspect.isgeneratorfunction(target):
         return "generator"
-    if inspect.iscoroutinefunction(target):
+    if is_async_callable(target):  # also objects whose __call__ is async
         return "async"
     return "sync"
 
 
 def _run_generator(
-    pipeline: Pipeline, fn: Callable[..., Generator[Any, Any, Any]], args: Any, kwargs: Any
+    pipeline: Pipeline, fn: Callable[..., Generator[Any, Any, Any]], /, *args: Any, **kwargs: Any
 ) -> Generator[Any, Any, Any]:
     """Protect a generator up to its first item, then forward everything to it.
 
@@ -70,7 +76,7 @@ def _run_generator(
         except StopIteration as stop:
             return stop.value, None
 
-    item, iterator = run_sync(pipeline, first_item, (), {})
+    item, iterator = run_sync(pipeline, first_item)
     if iterator is None:
         return item
     while True:  # ``yield from`` by hand, because the first item was already taken
@@ -92,7 +98,7 @@ def _run_generator(
 
 
 async def _run_async_generator(
-    pipeline: Pipeline, fn: Callable[..., AsyncGenerator[Any, Any]], args: Any, kwargs: Any
+    pipeline: Pipeline, fn: Callable[..., AsyncGenerator[Any, Any]], /, *args: Any, **kwargs: Any
 ) -> AsyncGenerator[Any, Any]:
     """The async twin of :func:`_run_generator`."""
 
@@ -103,7 +109,7 @@ async def _run_async_generator(
         except StopAsyncIteration:
             return None, None
 
-    item, iterator = await run_async(pipeline, first_item, (), {})
+    item, iterator = await run_async(pipeline, first_item)
     if iterator is None:
         return
     while True:
@@ -136,12 +142,11 @@ def _make(pipeline: Pipeline, fn: Any) -> ResilientFunction:
     run = _RUNNERS[_kind(fn)]
 
     def wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-        return run(pipeline, wrapped, args, kwargs)
+        return run(pipeline, wrapped, *args, **kwargs)
 
-    def direct_call(*args: Any, **kwargs: Any) -> Any:
-        return run(pipeline, fn, args, kwargs)
-
-    # A subclass per decoration lets a plain call reach the driver in one step.
+    # A subclass per decoration lets a plain call reach the driver in one step: a C-level
+    # partial adds no Python frame (and no traceback entry when a rejection propagates).
+    direct_call = functools.partial(run, pipeline, fn)
     cls = type("ResilientFunction", (ResilientFunction,), {"__call__": staticmethod(direct_call)})
     if isinstance(fn, classmethod | staticmethod):
         cls = ResilientFunction  # called only through binding, never directly
@@ -150,9 +155,7 @@ def _make(pipeline: Pipeline, fn: Any) -> ResilientFunction:
     return proxy
 
 
-def _pipeline_from(
-    pipeline: Pipeline | None, strategies: dict[str, Any], fn_name: str | None
-) -> Pipeline:
+def _pipeline_from(pipeline: object, strategies: dict[str, Any], fn_name: str | None) -> Pipeline:
     if pipeline is not None:
         if not isinstance(pipeline, Pipeline):
             raise TypeError(
@@ -191,11 +194,13 @@ def resilient(pipeline: Pipeline | None = None, /, **strategies: Any) -> Callabl
         >>> fetch("a"), len(attempts)
         ('A', 2)
     """
-    if pipeline is not None and not isinstance(pipeline, Pipeline):
-        _pipeline_from(pipeline, strategies, None)  # raises the explanatory TypeError
+    if pipeline is not None:
+        # Fail at decoration-factory time, not at the first decorated function.
+        _pipeline_from(pipeline, strategies, None)
 
     def decorate(fn: F) -> F:
-        if not callable(fn) and not isinstance(fn, classmethod | staticmethod):
+        candidate: object = fn  # typed as callable, but checked: decorators get misused
+        if not callable(candidate) and not isinstance(candidate, classmethod | staticmethod):
             raise TypeError(f"resilient() can only decorate callables, got {fn!r}")
         target = fn.__func__ if isinstance(fn, classmethod | staticmethod) else fn
         name = getattr(target, "__qualname__", None)
@@ -208,7 +213,11 @@ def resilient(pipeline: Pipeline | None = None, /, **strategies: Any) -> Callabl
 _patch_lock = threading.Lock()
 
 
-def _resolve(target: str) -> tuple[Any, str, Any]:
+def _resolve(target: object) -> tuple[Any, str, Any]:
+    if not isinstance(target, str):
+        raise TypeError(
+            f"target must be a 'package.module:Qualified.name' str, got {type(target).__name__}"
+        )
     module_name, sep, qualname = target.partition(":")
     if not sep or not module_name or not qualname:
         raise ValueError(f"target must look like 'package.module:Qualified.name', got {target!r}")
@@ -218,6 +227,12 @@ def _resolve(target: str) -> tuple[Any, str, Any]:
     except AttributeError as exc:
         raise ValueError(f"cannot find {qualname!r} in module {module_name!r}") from exc
     return parent, attribute, original
+
+
+def _owns(parent: Any, attribute: str) -> bool:
+    """Whether ``attribute`` lives on ``parent`` itself (not inherited from a base class)."""
+    namespace = getattr(parent, "__dict__", None)
+    return namespace is None or attribute in namespace
 
 
 def wrap(target: str, pipeline: Pipeline | None = None, /, **strategies: Any) -> ResilientFunction:
@@ -240,11 +255,16 @@ def wrap(target: str, pipeline: Pipeline | None = None, /, **strategies: Any) ->
     with _patch_lock:
         parent, attribute, original = _resolve(target)
         if isinstance(original, ResilientFunction):
-            raise ValueError(f"{target!r} is already wrapped; unwrap it first")
+            raise ValueError(f"{target!r} is already wrapped; unwrap it first")  # noqa: TRY004 - a state error, not a type error
+        if not callable(original) and not isinstance(original, classmethod | staticmethod):
+            raise TypeError(f"{target!r} is not callable ({type(original).__name__})")
         if pipeline is None:
             strategies.setdefault("name", target)
         chosen = _pipeline_from(pipeline, strategies, None)
         wrapper = _make(chosen, original)
+        # Remember whether the patch shadows an inherited attribute, so that unwrap
+        # deletes it rather than leaving a copy on the subclass.
+        wrapper._self_shadowing = not _owns(parent, attribute)
         wrapt.apply_patch(parent, attribute, wrapper)
         return wrapper
 
@@ -254,5 +274,8 @@ def unwrap(target: str) -> None:
     with _patch_lock:
         parent, attribute, current = _resolve(target)
         if not isinstance(current, ResilientFunction):
-            raise ValueError(f"{target!r} is not wrapped by otel_resilience")
-        setattr(parent, attribute, current.__wrapped__)
+            raise ValueError(f"{target!r} is not wrapped by otel_resilience")  # noqa: TRY004 - a state error
+        if getattr(current, "_self_shadowing", False):
+            delattr(parent, attribute)
+        else:
+            setattr(parent, attribute, current.__wrapped__)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from otel_resilience._errors import CircuitOpenError, ResilienceTimeoutError
 from otel_resilience._events import (
@@ -21,12 +21,21 @@ from otel_resilience._events import (
     safe_call,
 )
 from otel_resilience.bulkhead import Admission, Bulkhead
-from otel_resilience.pipeline._flow import Recovery, conclude, emit, finish, total_timeout
+from otel_resilience.pipeline._flow import (
+    Recovery,
+    attempt_limit,
+    conclude,
+    emit,
+    finish,
+    queue_wait,
+    raise_queue_timeout,
+    start_call,
+    total_timeout,
+)
 from otel_resilience.pipeline._sync import _bad_result
 from otel_resilience.timeout import deadline_scope
 
 if TYPE_CHECKING:
-    from otel_resilience._clock import Clock
     from otel_resilience.pipeline._pipeline import Pipeline
 
 __all__ = ["run_async"]
@@ -80,8 +89,13 @@ class _LoopWaiter:
         self.loop.call_soon_threadsafe(_grant, self.future, True)
 
 
-async def _enter_bulkhead(bulkhead: Bulkhead, clock: Clock) -> None:
-    """Take a bulkhead slot, queueing if allowed; raise ``BulkheadFullError`` if refused."""
+async def _enter_bulkhead(pipeline: Pipeline, bulkhead: Bulkhead, limit: float | None) -> None:
+    """Take a bulkhead slot, queueing if allowed; raise ``BulkheadFullError`` if refused.
+
+    A queued wait ends at ``queue_timeout`` or at ``limit``, whichever comes first; cut
+    short by ``limit``, it is a timeout.
+    """
+    clock = pipeline.clock
     if bulkhead.try_acquire():
         return
     waiter = _LoopWaiter(asyncio.get_running_loop())
@@ -91,8 +105,9 @@ async def _enter_bulkhead(bulkhead: Bulkhead, clock: Clock) -> None:
     if admission is Admission.REJECTED:
         raise bulkhead.rejected_error("queue_full")
     timer = None
-    if bulkhead.queue_timeout is not None:
-        timer = clock.call_later(bulkhead.queue_timeout, lambda: _grant(waiter.future, False))
+    wait = queue_wait(bulkhead, clock, limit)
+    if wait is not None:
+        timer = clock.call_later(wait, lambda: _grant(waiter.future, False))
     try:
         granted = await waiter.future
     except BaseException:
@@ -102,8 +117,8 @@ async def _enter_bulkhead(bulkhead: Bulkhead, clock: Clock) -> None:
     finally:
         if timer is not None:
             timer.cancel()
-    if not granted and bulkhead.abandon(waiter, timed_out=True):
-        raise bulkhead.rejected_error("queue_timeout")
+    if not granted:
+        raise_queue_timeout(pipeline, bulkhead, waiter, limit)
 
 
 async def _await_within(
@@ -112,19 +127,20 @@ async def _await_within(
     args: tuple[Any, ...],
     kwargs: Mapping[str, Any],
     task: asyncio.Task[Any],
+    limit: float,
 ) -> Any:
-    """Await ``fn`` under the attempt timeout: the attempt is cancelled when it overruns."""
-    seconds = pipeline.attempt_timeout
-    assert seconds is not None  # noqa: S101 - only called with an attempt timeout
+    """Await ``fn`` until ``limit``: the attempt is cancelled when it overruns."""
     canceller = _Canceller(task)
     cancelling = task.cancelling()
     clock = pipeline.clock
-    handle = clock.call_later(seconds, canceller)
+    handle = clock.call_later(limit - clock.monotonic(), canceller)
     try:
-        with deadline_scope(clock.monotonic() + seconds, clock=clock):
+        with deadline_scope(limit, clock=clock):
             return await fn(*args, **kwargs)
     except asyncio.CancelledError:
         if _settle_cancel(canceller, cancelling):
+            seconds = pipeline.attempt_timeout
+            assert seconds is not None  # noqa: S101 - only called with an attempt timeout
             emit(
                 pipeline,
                 TimeoutExceeded(pipeline=pipeline.name, scope="attempt", timeout=seconds),
@@ -136,17 +152,14 @@ async def _await_within(
 
 
 async def run_async(
-    pipeline: Pipeline,
-    fn: Callable[..., Awaitable[R]],
-    args: tuple[Any, ...],
-    kwargs: Mapping[str, Any],
+    pipeline: Pipeline, fn: Callable[..., Awaitable[R]], /, *args: Any, **kwargs: Any
 ) -> R:
     """Await ``fn(*args, **kwargs)`` through ``pipeline``; return its or a fallback's result.
 
     ``fn`` is not called at all while the breaker rejects: no coroutine is created.
     """
     listener = pipeline.listener
-    observer = None if listener is None else listener.start_call(pipeline.name)
+    observer = None if listener is None else start_call(listener, pipeline.name)
     if observer is not None or not pipeline.fast:
         return await _run(pipeline, fn, args, kwargs, observer, None)
     # Fast path: nothing configured that needs the clock, a slot or a result check, and
@@ -173,7 +186,7 @@ async def run_async(
         breaker.release(ticket)
         raise
     breaker.on_result(ticket, result)
-    return result  # type: ignore[no-any-return]
+    return result
 
 
 async def _run(
@@ -220,26 +233,37 @@ async def _run(
                 attempt_started = ended = started
             else:
                 attempt_started = clock.monotonic() if timed and attempt > 1 else started
+                if deadline is not None and attempt_started >= deadline:
+                    error, result, outcome = total_timeout(pipeline, None), None, _TIMEOUT
+                    break
                 if observer is not None:
                     safe_call("call observer", observer.attempt_started, attempt)
                 ticket = None
                 called = False
                 error = None
+                limit = attempt_limit(pipeline, attempt_started, deadline)
                 try:
                     if breaker is not None:
                         ticket = breaker.acquire()
                     if bulkhead is None:
                         called = True
                         if guarded:
-                            result = await _await_within(pipeline, fn, args, kwargs, task)  # type: ignore[arg-type]
+                            result = await _await_within(pipeline, fn, args, kwargs, task, limit)  # type: ignore[arg-type]
                         else:
                             result = await fn(*args, **kwargs)
                     else:
-                        await _enter_bulkhead(bulkhead, clock)
+                        await _enter_bulkhead(pipeline, bulkhead, limit)
                         called = True
                         try:
                             if guarded:
-                                result = await _await_within(pipeline, fn, args, kwargs, task)  # type: ignore[arg-type]
+                                result = await _await_within(
+                                    pipeline,
+                                    fn,
+                                    args,
+                                    kwargs,
+                                    task,  # type: ignore[arg-type]
+                                    limit,  # type: ignore[arg-type]
+                                )
                             else:
                                 result = await fn(*args, **kwargs)
                         finally:
@@ -293,12 +317,14 @@ async def _run(
                                 ended - attempt_started,
                             )
                             finish(observer, CallOutcome.SUCCESS, None, started, ended)
-                        return result
+                        return cast("R", result)
                     outcome = _FAILURE
                 elif not called:
+                    # Refused before the call: nothing to tell the breaker about.
                     if ticket is not None:
                         breaker.release(ticket)  # type: ignore[union-attr]
-                    outcome = _REJECTED
+                    timed_out = isinstance(error, ResilienceTimeoutError)
+                    outcome = _TIMEOUT if timed_out else _REJECTED
                 else:
                     if ticket is not None:
                         breaker.on_error(ticket, error, ended - attempt_started)  # type: ignore[union-attr]
@@ -325,9 +351,9 @@ async def _run(
             if delay > 0:
                 try:
                     await clock.async_sleep(delay)
-                except asyncio.CancelledError:
+                except asyncio.CancelledError as cancelled:
                     if not _settle_cancel(total, cancelling):
-                        finish(observer, CallOutcome.CANCELLED, None, started, ended)
+                        finish(observer, CallOutcome.CANCELLED, cancelled, started, ended)
                         raise
                     error, result = total_timeout(pipeline, error), None
                     break
@@ -337,7 +363,7 @@ async def _run(
             total_handle.cancel()
         if scope is not None:
             scope.__exit__(None, None, None)
-    return await _give_up(pipeline, recovery, observer, error, result, started, outcome)
+    return cast("R", await _give_up(pipeline, recovery, observer, error, result, started, outcome))
 
 
 async def _give_up(
@@ -350,7 +376,9 @@ async def _give_up(
     last_outcome: AttemptOutcome,
 ) -> Any:
     """End a call whose last attempt failed: fall back, return the result, or raise."""
-    context = conclude(pipeline, recovery, observer, error, result, started, last_outcome)
+    context = conclude(
+        pipeline, recovery, observer, error, result, started, last_outcome, sync=False
+    )
     if context is None:
         return result
     fallback = pipeline.fallback

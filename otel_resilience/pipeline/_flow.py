@@ -12,11 +12,13 @@ from typing import TYPE_CHECKING, Any
 
 from otel_resilience._errors import ResilienceTimeoutError
 from otel_resilience._events import (
+    LISTENER_ERRORS,
     AttemptOutcome,
     CallObserver,
     CallOutcome,
     FallbackExecuted,
     ResilienceEvent,
+    ResilienceListener,
     RetryExhausted,
     RetryScheduled,
     TimeoutExceeded,
@@ -25,10 +27,23 @@ from otel_resilience._events import (
 from otel_resilience.fallback import FallbackContext
 
 if TYPE_CHECKING:
+    from otel_resilience._clock import Clock
+    from otel_resilience.bulkhead import Bulkhead, BulkheadWaiter
     from otel_resilience.pipeline._pipeline import Pipeline
     from otel_resilience.retry._retry import RetryState
 
-__all__ = ["Recovery", "conclude", "emit", "error_type", "finish", "total_timeout"]
+__all__ = [
+    "Recovery",
+    "attempt_limit",
+    "conclude",
+    "emit",
+    "error_type",
+    "finish",
+    "queue_wait",
+    "raise_queue_timeout",
+    "start_call",
+    "total_timeout",
+]
 
 
 def error_type(error: BaseException | None) -> str | None:
@@ -41,6 +56,52 @@ def emit(pipeline: Pipeline, event: ResilienceEvent) -> None:
     listener = pipeline.listener
     if listener is not None:
         safe_call("resilience listener", listener.on_event, event)
+
+
+def attempt_limit(pipeline: Pipeline, started: float, deadline: float | None) -> float | None:
+    """The absolute time by which an attempt started at ``started`` must end, if any."""
+    seconds = pipeline.attempt_timeout
+    if seconds is None:
+        return deadline
+    limit = started + seconds
+    return limit if deadline is None or limit < deadline else deadline
+
+
+def queue_wait(bulkhead: Bulkhead, clock: Clock, limit: float | None) -> float | None:
+    """How long a queued call may wait: ``queue_timeout``, cut short by ``limit``."""
+    wait = bulkhead.queue_timeout
+    if limit is not None:
+        left = max(limit - clock.monotonic(), 0.0)
+        wait = left if wait is None else min(wait, left)
+    return wait
+
+
+def raise_queue_timeout(
+    pipeline: Pipeline, bulkhead: Bulkhead, waiter: BulkheadWaiter, limit: float | None
+) -> None:
+    """A queued wait ended unwoken: raise why, unless the slot arrived meanwhile.
+
+    Cut short by the attempt or total deadline, it is a timeout (as when a timeout outside
+    a queue cancels the wait); otherwise the bulkhead's own ``queue_timeout`` ran out.
+    """
+    by_deadline = limit is not None and pipeline.clock.monotonic() >= limit
+    if not bulkhead.abandon(waiter, timed_out=not by_deadline):
+        return  # handed the slot just as the wait ended: the caller owns it
+    seconds = pipeline.attempt_timeout
+    if by_deadline and seconds is not None:
+        emit(pipeline, TimeoutExceeded(pipeline=pipeline.name, scope="attempt", timeout=seconds))
+        raise ResilienceTimeoutError(seconds, "attempt")
+    # By the total deadline, the driver turns this into the total timeout.
+    raise bulkhead.rejected_error("queue_timeout")
+
+
+def start_call(listener: ResilienceListener, pipeline: str) -> CallObserver | None:
+    """Ask ``listener`` for the call's observer; a listener that raises observes nothing."""
+    try:
+        return listener.start_call(pipeline)
+    except Exception:  # noqa: BLE001 - telemetry must never break the call
+        LISTENER_ERRORS.exception("resilience listener start_call")
+        return None
 
 
 def finish(
@@ -101,7 +162,7 @@ class Recovery:
             retryable = retry.is_retryable_result(result)
         if not retryable:
             if self.attempt > 1:
-                self._note(error, "not retryable")
+                self._exhausted(error, "not_retryable")
             return None
         now = pipeline.clock.monotonic()
         if self.state is None:
@@ -157,10 +218,8 @@ class Recovery:
                 return None
         elif not fallback.handles_result(result):
             return None
-        pipeline = self.pipeline
-        emit(pipeline, FallbackExecuted(pipeline=pipeline.name, error_type=error_type(error)))
         return FallbackContext(
-            error=error, result=result, attempts=self.attempt, pipeline=pipeline.name
+            error=error, result=result, attempts=self.attempt, pipeline=self.pipeline.name
         )
 
 
@@ -172,19 +231,32 @@ def conclude(
     result: Any,
     started: float,
     last_outcome: AttemptOutcome,
+    *,
+    sync: bool,
 ) -> FallbackContext | None:
     """End a call whose last attempt failed.
 
     Returns the fallback's context when the fallback takes over (the driver then runs it
-    and reports the end). Otherwise reports the end and raises ``error``, or returns
+    and reports the end); ``sync`` drivers refuse an async fallback handler here, before
+    anything is reported as executed. Otherwise reports the end and raises ``error``, or returns
     ``None`` when retries ran out on an unacceptable result that is to be returned as is.
     """
     if recovery is None:
         recovery = Recovery(pipeline, started, None)
     context = recovery.fallback(error, result)
-    if context is not None:
-        return context
     now = pipeline.clock.monotonic()
+    if context is not None:
+        fallback = pipeline.fallback
+        if sync and fallback is not None and fallback.is_async:
+            misuse = TypeError(
+                f"fallback {fallback.name!r} has an async handler; "
+                "call this pipeline with acall() or decorate an async function"
+            )
+            misuse.__cause__ = error
+            finish(observer, CallOutcome.FAILURE, misuse, started, now)
+            raise misuse
+        emit(pipeline, FallbackExecuted(pipeline=pipeline.name, error_type=error_type(error)))
+        return context
     if error is None:
         finish(observer, CallOutcome.FAILURE, None, started, now)
         return None

@@ -6,7 +6,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from otel_resilience._clock import SYSTEM_CLOCK, Clock
-from otel_resilience._validation import check_number
+from otel_resilience._validation import check_number, is_async_callable
 from otel_resilience.breaker import CircuitBreaker
 from otel_resilience.bulkhead import Bulkhead
 from otel_resilience.fallback import Fallback
@@ -88,10 +88,10 @@ class Pipeline:
         "budget",
         "bulkhead",
         "checks_result",
-        "fast",
         "circuit_breaker",
         "clock",
         "fallback",
+        "fast",
         "listener",
         "name",
         "observes_outcomes",
@@ -114,8 +114,22 @@ class Pipeline:
         clock: Clock | None = None,
         listener: ResilienceListener | None = None,
     ) -> None:
-        if not isinstance(name, str) or not name:
-            raise ValueError(f"Pipeline.name must be a non-empty str, got {name!r}")
+        if not isinstance(name, str):
+            raise TypeError(f"Pipeline.name must be a str, got {type(name).__name__} {name!r}")
+        if not name:
+            raise ValueError("Pipeline.name must not be empty")
+        if clock is not None and not isinstance(clock, Clock):
+            raise TypeError(
+                f"Pipeline.clock must implement the Clock protocol, got {type(clock).__name__}"
+            )
+        if listener is not None and not (
+            callable(getattr(listener, "start_call", None))
+            and callable(getattr(listener, "on_event", None))
+        ):
+            raise TypeError(
+                "Pipeline.listener must implement ResilienceListener (start_call, on_event), "
+                f"got {type(listener).__name__}"
+            )
         _check_type("fallback", fallback, Fallback)
         _check_type("circuit_breaker", circuit_breaker, CircuitBreaker)
         _check_type("bulkhead", bulkhead, Bulkhead)
@@ -127,7 +141,7 @@ class Pipeline:
             if isinstance(retry, Retry):
                 clock = retry.clock
             elif circuit_breaker is not None:
-                clock = circuit_breaker._clock  # noqa: SLF001 - TODO public
+                clock = circuit_breaker.clock
             else:
                 clock = SYSTEM_CLOCK
         if isinstance(retry, RetryConfig):
@@ -171,13 +185,15 @@ class Pipeline:
         """Run ``fn(*args, **kwargs)`` through the pipeline (sync driver)."""
         from otel_resilience.pipeline._sync import run_sync  # noqa: PLC0415 - import cycle
 
-        return run_sync(self, fn, args, kwargs)
+        if is_async_callable(fn):
+            raise TypeError(f"pipeline {self.name!r}: call() got a coroutine function; use acall()")
+        return run_sync(self, fn, *args, **kwargs)
 
     async def acall(self, fn: Callable[P, Awaitable[R]], /, *args: P.args, **kwargs: P.kwargs) -> R:
         """Await ``fn(*args, **kwargs)`` through the pipeline (async driver)."""
         from otel_resilience.pipeline._async import run_async  # noqa: PLC0415 - import cycle
 
-        return await run_async(self, fn, args, kwargs)
+        return await run_async(self, fn, *args, **kwargs)
 
     def __call__(self, fn: F) -> F:
         """Decorate ``fn`` (sync, async, generator, method): same as ``resilient(self)``."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from otel_resilience._errors import CircuitOpenError, ResilienceTimeoutError
 from otel_resilience._events import (
@@ -14,13 +14,21 @@ from otel_resilience._events import (
     TimeoutExceeded,
     safe_call,
 )
-from otel_resilience._validation import is_async_callable
 from otel_resilience.bulkhead import Admission, Bulkhead
-from otel_resilience.pipeline._flow import Recovery, conclude, emit, finish, total_timeout
+from otel_resilience.pipeline._flow import (
+    Recovery,
+    attempt_limit,
+    conclude,
+    emit,
+    finish,
+    queue_wait,
+    raise_queue_timeout,
+    start_call,
+    total_timeout,
+)
 from otel_resilience.timeout import deadline_scope
 
 if TYPE_CHECKING:
-    from otel_resilience._clock import Clock
     from otel_resilience.pipeline._pipeline import Pipeline
 
 __all__ = ["run_sync"]
@@ -45,8 +53,13 @@ class _ThreadWaiter:
         self.event.set()
 
 
-def _enter_bulkhead(bulkhead: Bulkhead, clock: Clock) -> None:
-    """Take a bulkhead slot, queueing if allowed; raise ``BulkheadFullError`` if refused."""
+def _enter_bulkhead(pipeline: Pipeline, bulkhead: Bulkhead, limit: float | None) -> None:
+    """Take a bulkhead slot, queueing if allowed; raise ``BulkheadFullError`` if refused.
+
+    A queued wait ends at ``queue_timeout`` or at ``limit`` (the attempt's or the call's
+    deadline), whichever comes first; cut short by ``limit``, it is a timeout.
+    """
+    clock = pipeline.clock
     if bulkhead.try_acquire():
         return
     waiter = _ThreadWaiter()
@@ -55,14 +68,15 @@ def _enter_bulkhead(bulkhead: Bulkhead, clock: Clock) -> None:
         return
     if admission is Admission.REJECTED:
         raise bulkhead.rejected_error("queue_full")
+    wait = queue_wait(bulkhead, clock, limit)
     try:
-        woken = clock.wait(waiter.event, bulkhead.queue_timeout)
+        woken = clock.wait(waiter.event, wait)
     except BaseException:
         if not bulkhead.abandon(waiter, timed_out=False):
             bulkhead.release()
         raise
-    if not woken and bulkhead.abandon(waiter, timed_out=True):
-        raise bulkhead.rejected_error("queue_timeout")
+    if not woken:
+        raise_queue_timeout(pipeline, bulkhead, waiter, limit)
 
 
 def _call_within(
@@ -70,32 +84,23 @@ def _call_within(
     fn: Callable[..., Any],
     args: tuple[Any, ...],
     kwargs: Mapping[str, Any],
-    started: float,
-    deadline: float | None,
+    limit: float,
 ) -> Any:
     """Call ``fn`` under the attempt timeout (sync: cooperative, checked on return)."""
-    seconds = pipeline.attempt_timeout
-    assert seconds is not None  # noqa: S101 - only called with an attempt timeout
-    limit = started + seconds
-    if deadline is not None and deadline < limit:
-        limit = deadline
     with deadline_scope(limit, clock=pipeline.clock):
         result = fn(*args, **kwargs)
     if pipeline.clock.monotonic() > limit:
+        seconds = pipeline.attempt_timeout
+        assert seconds is not None  # noqa: S101 - only called with an attempt timeout
         emit(pipeline, TimeoutExceeded(pipeline=pipeline.name, scope="attempt", timeout=seconds))
         raise ResilienceTimeoutError(seconds, "attempt")
     return result
 
 
-def run_sync(
-    pipeline: Pipeline,
-    fn: Callable[..., R],
-    args: tuple[Any, ...],
-    kwargs: Mapping[str, Any],
-) -> R:
+def run_sync(pipeline: Pipeline, fn: Callable[..., R], /, *args: Any, **kwargs: Any) -> R:
     """Call ``fn(*args, **kwargs)`` through ``pipeline`` and return its (or a fallback's) result."""
     listener = pipeline.listener
-    observer = None if listener is None else listener.start_call(pipeline.name)
+    observer = None if listener is None else start_call(listener, pipeline.name)
     if observer is not None or not pipeline.fast:
         return _run(pipeline, fn, args, kwargs, observer, None)
     # Fast path: nothing configured that needs the clock, a slot or a result check, and
@@ -122,7 +127,7 @@ def run_sync(
         breaker.release(ticket)
         raise
     breaker.on_result(ticket, result)
-    return result  # type: ignore[no-any-return]
+    return result
 
 
 def _run(
@@ -156,33 +161,30 @@ def _run(
                 attempt_started = ended = started
             else:
                 attempt_started = clock.monotonic() if timed and attempt > 1 else started
-                if observer is not None:
-                    safe_call("call observer", observer.attempt_started, attempt)
                 if deadline is not None and attempt_started >= deadline:
                     error, result, outcome = total_timeout(pipeline, None), None, _TIMEOUT
                     break
+                if observer is not None:
+                    safe_call("call observer", observer.attempt_started, attempt)
                 ticket = None
                 called = False
                 error = None
+                limit = attempt_limit(pipeline, attempt_started, deadline)
                 try:
                     if breaker is not None:
                         ticket = breaker.acquire()
                     if bulkhead is None:
                         called = True
                         if guarded:
-                            result = _call_within(
-                                pipeline, fn, args, kwargs, attempt_started, deadline
-                            )
+                            result = _call_within(pipeline, fn, args, kwargs, limit)  # type: ignore[arg-type]
                         else:
                             result = fn(*args, **kwargs)
                     else:
-                        _enter_bulkhead(bulkhead, clock)
+                        _enter_bulkhead(pipeline, bulkhead, limit)
                         called = True
                         try:
                             if guarded:
-                                result = _call_within(
-                                    pipeline, fn, args, kwargs, attempt_started, deadline
-                                )
+                                result = _call_within(pipeline, fn, args, kwargs, limit)  # type: ignore[arg-type]
                             else:
                                 result = fn(*args, **kwargs)
                         finally:
@@ -225,13 +227,15 @@ def _run(
                                 ended - attempt_started,
                             )
                             finish(observer, CallOutcome.SUCCESS, None, started, ended)
-                        return result
+                        return cast("R", result)
                     else:
                         outcome = _FAILURE
                 elif not called:
+                    # Refused before the call: nothing to tell the breaker about.
                     if ticket is not None:
                         breaker.release(ticket)  # type: ignore[union-attr]
-                    outcome = _REJECTED
+                    timed_out = isinstance(error, ResilienceTimeoutError)
+                    outcome = _TIMEOUT if timed_out else _REJECTED
                 else:
                     if ticket is not None:
                         breaker.on_error(ticket, error, ended - attempt_started)  # type: ignore[union-attr]
@@ -264,7 +268,7 @@ def _run(
     finally:
         if scope is not None:
             scope.__exit__(None, None, None)
-    return _give_up(pipeline, recovery, observer, error, result, started, outcome)
+    return cast("R", _give_up(pipeline, recovery, observer, error, result, started, outcome))
 
 
 def _bad_result(pipeline: Pipeline, result: object) -> bool:
@@ -285,16 +289,13 @@ def _give_up(
     last_outcome: AttemptOutcome,
 ) -> Any:
     """End a call whose last attempt failed: fall back, return the result, or raise."""
-    context = conclude(pipeline, recovery, observer, error, result, started, last_outcome)
+    context = conclude(
+        pipeline, recovery, observer, error, result, started, last_outcome, sync=True
+    )
     if context is None:
         return result
     fallback = pipeline.fallback
     assert fallback is not None  # noqa: S101 - a context implies a fallback
-    if fallback.is_async:
-        raise TypeError(
-            f"fallback {fallback.name!r} has an async handler; "
-            "call this pipeline with acall() or decorate an async function"
-        ) from error
     try:
         value = fallback.produce(context)
     except BaseException as exc:
@@ -302,9 +303,3 @@ def _give_up(
         raise
     finish(observer, CallOutcome.FALLBACK, None, started, pipeline.clock.monotonic())
     return value
-
-
-def ensure_sync_callable(fn: object, owner: str) -> None:
-    """Reject an async callable given to the sync driver, naming where it came from."""
-    if is_async_callable(fn):
-        raise TypeError(f"{owner} got an async function; use acall() for coroutine functions")

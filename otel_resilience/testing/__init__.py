@@ -2,8 +2,8 @@
 
 - :class:`FakeClock`: pass it as ``clock=``; sleeping advances fake time at once, and
   ``advance()`` moves time for breakers, timeouts and budgets.
-- :func:`set_testing` / :func:`testing_mode`: a switch for your own test suite that turns
-  retry waits off and caps attempts.
+- :func:`set_testing`: a switch for your own test suite that turns retry waits off and
+  caps attempts (usable as a context manager).
 - Fault injection: :func:`flaky`, :func:`aflaky`, :func:`fail_with`, :func:`afail_with`,
   :class:`FaultInjector` and :func:`slow` make dependencies that fail, on a script or at
   random, or take (fake) time.
@@ -26,7 +26,7 @@ from otel_resilience.testing._faults import (
     flaky,
     slow,
 )
-from otel_resilience.testing._switch import is_testing, set_testing, testing_mode
+from otel_resilience.testing._switch import TestingSwitch, is_testing, set_testing
 
 __all__ = [
     "AsyncFailingCall",
@@ -37,6 +37,7 @@ __all__ = [
     "FaultInjector",
     "ScriptExhaustedError",
     "ScriptedCall",
+    "TestingSwitch",
     "afail_with",
     "aflaky",
     "fail_with",
@@ -44,5 +45,4 @@ __all__ = [
     "is_testing",
     "set_testing",
     "slow",
-    "testing_mode",
 ]

@@ -2,47 +2,61 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+from types import TracebackType
 
 from otel_resilience._testmode import TEST_MODE
 from otel_resilience._validation import check_int
 
-__all__ = ["is_testing", "set_testing", "testing_mode"]
+__all__ = ["TestingSwitch", "is_testing", "set_testing"]
 
 
-def set_testing(enabled: bool, *, attempts: int = 1) -> None:  # noqa: FBT001 - a switch
+class TestingSwitch:
+    """What :func:`set_testing` returns: use it in ``with`` to restore the previous setting."""
+
+    __test__ = False  # a name starting with "Test": keep pytest from collecting it
+    __slots__ = ("_previous",)
+
+    def __init__(self, previous: tuple[bool, int]) -> None:
+        self._previous = previous
+
+    def __enter__(self) -> TestingSwitch:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        TEST_MODE.enabled, TEST_MODE.attempts = self._previous
+
+
+def set_testing(enabled: bool, *, attempts: int = 1) -> TestingSwitch:  # noqa: FBT001 - a switch
     """Turn testing mode on or off for the whole process.
 
     While on, every retry waits zero seconds (and so never sleeps) and makes at most
     ``attempts`` attempts, so a test suite exercising code protected by otel-resilience
     neither waits nor repeats slow failures. Breakers, timeouts and fallbacks behave as
-    configured. Meant for a session-wide fixture; :func:`testing_mode` scopes it.
+    configured. Call it from a session-wide fixture, or use the returned switch in a
+    ``with`` block to restore the previous setting on exit.
 
     Example:
         >>> from otel_resilience.testing import is_testing, set_testing
-        >>> set_testing(True, attempts=2)
-        >>> is_testing()
+        >>> with set_testing(True, attempts=2):
+        ...     is_testing()
         True
-        >>> set_testing(False)
+        >>> is_testing()
+        False
     """
     if not isinstance(enabled, bool):
         raise TypeError(f"set_testing.enabled must be a bool, got {enabled!r}")
-    TEST_MODE.attempts = check_int("set_testing", "attempts", attempts)
+    check_int("set_testing", "attempts", attempts)
+    previous = (TEST_MODE.enabled, TEST_MODE.attempts)
+    TEST_MODE.attempts = attempts
     TEST_MODE.enabled = enabled
+    return TestingSwitch(previous)
 
 
 def is_testing() -> bool:
     """Whether testing mode is on."""
     return TEST_MODE.enabled
-
-
-@contextmanager
-def testing_mode(*, attempts: int = 1) -> Iterator[None]:
-    """Turn testing mode on inside a ``with`` block and restore the previous setting."""
-    previous = (TEST_MODE.enabled, TEST_MODE.attempts)
-    set_testing(True, attempts=attempts)
-    try:
-        yield
-    finally:
-        TEST_MODE.enabled, TEST_MODE.attempts = previous

@@ -1,0 +1,278 @@
+"""Run every benchmark, print the tables and the targets, optionally update the docs.
+
+Usage (from the repository root)::
+
+    uv run --group bench python bench/run_all.py                  # full run, a few minutes
+    uv run --group bench python bench/run_all.py --quick          # smoke run, seconds
+    uv run --group bench python bench/run_all.py --write docs/benchmarks.md \
+        --json bench/results/run.json
+
+``--write`` replaces the generated results section of the file (between the markers
+below) with this run's numbers, the machine, and every package version; the text around
+the markers is left as it is.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import shlex
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from time import perf_counter_ns
+
+import bench_async
+import bench_sync
+from harness import (
+    HEADER,
+    Scenario,
+    ScenarioResult,
+    Settings,
+    add_arguments,
+    fmt_ns,
+    fmt_ratio,
+    format_text,
+    machine_info,
+    package_versions,
+    progress_to_stderr,
+    rows,
+    run_scenarios,
+    select,
+    settings_from,
+)
+
+__all__ = ["BEGIN", "END", "TARGETS", "Target", "main", "render_markdown", "rewrite_section"]
+
+BEGIN = "<!-- BEGIN GENERATED RESULTS: bench/run_all.py --write replaces everything up to END -->"
+END = "<!-- END GENERATED RESULTS -->"
+
+REFERENCE_WRAPT_NS = 400.0
+"""What the plain wrapt.decorator pass-through cost on the machine the targets were set on."""
+
+SCALE_ROW = ("success_sync", "wrapt.decorator pass-through")
+"""The row of this run compared with :data:`REFERENCE_WRAPT_NS` to scale the targets."""
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """A per-call budget from the issue, set on the reference machine.
+
+    ``cases`` are the otel-resilience rows it applies to; the slowest of them is judged.
+    """
+
+    label: str
+    scenario: str
+    cases: tuple[str, ...]
+    reference_ns: float
+
+
+TARGETS = (
+    Target("Breaker + retry, success (sync)", "success_sync", ("otel-resilience",), 600),
+    Target("Breaker + retry, success (async)", "success_async", ("otel-resilience",), 800),
+    Target(
+        "Open-circuit rejection (sync)",
+        "rejection_sync",
+        ("otel-resilience (forced open)", "otel-resilience (tripped open)"),
+        500,
+    ),
+    Target(
+        "Open-circuit rejection (async)",
+        "rejection_async",
+        ("otel-resilience (forced open)", "otel-resilience (tripped open)"),
+        500,
+    ),
+    Target("Two failures then success, 0 s wait (sync)", "retry_sync", ("otel-resilience",), 2000),
+    Target(
+        "Two failures then success, 0 s wait (async)", "retry_async", ("otel-resilience",), 2000
+    ),
+)
+
+
+def all_scenarios() -> list[Scenario]:
+    """Sync and async scenarios, paired by number so the report reads in issue order."""
+    sync = bench_sync.scenarios()
+    asynchronous = bench_async.scenarios()
+    return [s for pair in zip(sync, asynchronous, strict=True) for s in pair]
+
+
+def scale_factor(results: list[ScenarioResult]) -> float | None:
+    """This machine's wrapt pass-through over the reference machine's, or ``None``."""
+    scenario_key, row = SCALE_ROW
+    for result in results:
+        if result.scenario.key == scenario_key:
+            return result.get(row).stats.median_ns / REFERENCE_WRAPT_NS
+    return None
+
+
+def target_rows(results: list[ScenarioResult]) -> list[list[str]]:
+    """One row per target whose scenario ran: budget, scaled budget, ours, verdict, peers."""
+    by_key = {r.scenario.key: r for r in results}
+    factor = scale_factor(results) or 1.0
+    table = []
+    for target in TARGETS:
+        result = by_key.get(target.scenario)
+        if result is None:
+            continue
+        measured = max(result.get(name).stats.median_ns for name in target.cases)
+        budget = target.reference_ns * factor
+        verdict = "yes" if measured <= budget else f"**no** (+{(measured / budget - 1) * 100:.0f}%)"
+        best = result.best_peer()
+        if best is None:
+            peer, ratio = "-", "-"
+        else:
+            peer = f"{best.case.name}: {fmt_ns(best.stats.median_ns)}"
+            ratio = fmt_ratio(measured / best.stats.median_ns)
+        table.append(
+            [
+                target.label,
+                fmt_ns(target.reference_ns),
+                fmt_ns(budget),
+                fmt_ns(measured),
+                verdict,
+                peer,
+                ratio,
+            ]
+        )
+    return table
+
+
+TARGET_HEADER = [
+    "target",
+    "budget ns (reference machine)",
+    "budget ns (scaled to here)",
+    "otel-resilience ns",
+    "met",
+    "best peer ns",
+    "ours / best peer",
+]
+
+
+def _markdown_table(header: list[str], body: list[list[str]], right_from: int = 1) -> list[str]:
+    align = ["---" if i < right_from else "---:" for i in range(len(header))]
+    return [
+        "| " + " | ".join(header) + " |",
+        "| " + " | ".join(align) + " |",
+        *("| " + " | ".join(line) + " |" for line in body),
+    ]
+
+
+def render_markdown(
+    results: list[ScenarioResult], settings: Settings, command: str, when: str
+) -> str:
+    """The generated results section, markers included."""
+    lines = [BEGIN, "", "## Results", ""]
+    lines += [f"Measured on {when} with:", "", "```sh", command, "```", ""]
+    lines += [
+        f"Each contender: {settings.samples} samples of about "
+        f"{settings.sample_seconds * 1000:g} ms after {settings.warmup_rounds} warm-up rounds, "
+        "interleaved with the other contenders of its scenario in one process. Times are "
+        "median nanoseconds per call, loop overhead included; spread is half the "
+        'interquartile range. "vs ours" is the row\'s median over the first '
+        "otel-resilience row's; rows in parentheses are reference points, not contenders.",
+        "",
+        "### Machine and packages",
+        "",
+    ]
+    machine = machine_info()
+    lines += _markdown_table(["", ""], [[k, v] for k, v in machine.items()], right_from=2)
+    lines.append("")
+    versions = package_versions()
+    lines += _markdown_table(["package", "version"], [[k, v] for k, v in versions.items()], 2)
+    lines += ["", "### Targets", ""]
+    factor = scale_factor(results)
+    if factor is None:
+        lines.append("The wrapt reference row did not run, so budgets are not scaled.")
+    else:
+        wrapt_ns = factor * REFERENCE_WRAPT_NS
+        lines.append(
+            f"Budgets are scaled by the wrapt pass-through row: {fmt_ns(wrapt_ns)} ns here "
+            f"against {fmt_ns(REFERENCE_WRAPT_NS)} ns on the reference machine, a factor of "
+            f"{factor:.2f}. For rejections the slower of the forced-open and tripped-open "
+            'rows is judged. "ours / best peer" below 1 means otel-resilience is faster.'
+        )
+    lines.append("")
+    lines += _markdown_table(TARGET_HEADER, target_rows(results))
+    for result in results:
+        scenario = result.scenario
+        lines += ["", f"### {scenario.title}", "", scenario.description, ""]
+        lines += _markdown_table(HEADER, rows(result))
+        notes = [f"- {r.case.name}: {r.case.note}" for r in result.results if r.case.note]
+        if notes:
+            lines += ["", *notes]
+    lines += ["", END]
+    return "\n".join(lines)
+
+
+def rewrite_section(path: Path, section: str) -> None:
+    """Replace the generated section of ``path`` (append one if it has no markers)."""
+    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
+    start = text.find(BEGIN)
+    stop = text.find(END)
+    if start == -1 or stop == -1 or stop < start:
+        new = text.rstrip("\n") + "\n\n" + section + "\n"
+    else:
+        new = text[:start] + section + text[stop + len(END) :]
+    path.write_text(new, encoding="utf-8")
+
+
+def _to_json(results: list[ScenarioResult], settings: Settings, command: str, when: str) -> str:
+    payload = {
+        "when": when,
+        "command": command,
+        "settings": asdict(settings),
+        "machine": machine_info(),
+        "packages": package_versions(),
+        "scale_factor": scale_factor(results),
+        "scenarios": [
+            {
+                "key": r.scenario.key,
+                "title": r.scenario.title,
+                "async": r.scenario.is_async,
+                "results": [
+                    {"name": c.case.name, "role": c.case.role, **asdict(c.stats)} for c in r.results
+                ],
+            }
+            for r in results
+        ],
+    }
+    return json.dumps(payload, indent=2)
+
+
+def main() -> None:
+    """Parse options, run the scenarios, report."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    add_arguments(parser)
+    parser.add_argument(
+        "--write", type=Path, metavar="MARKDOWN", help="rewrite the results section of this file"
+    )
+    parser.add_argument("--json", type=Path, metavar="PATH", help="also save the raw results")
+    args = parser.parse_args()
+    scenarios = all_scenarios()
+    if args.list:
+        for scenario in scenarios:
+            print(f"{scenario.key:20} {scenario.title}")
+        return
+    settings = settings_from(args)
+    command = "uv run --group bench python " + shlex.join(sys.argv)
+    when = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    started = perf_counter_ns()
+    results = run_scenarios(select(scenarios, args.scenario), settings, progress_to_stderr)
+    print(f"measured in {(perf_counter_ns() - started) / 1e9:.0f} s", file=sys.stderr)
+    print(format_text(results))
+    target_table = [TARGET_HEADER, *target_rows(results)]
+    if len(target_table) > 1:
+        print("\n== Targets (budgets scaled by the wrapt reference row)")
+        for line in target_table:
+            print("   " + " | ".join(cell.replace("**", "") for cell in line))
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(_to_json(results, settings, command, when) + "\n", encoding="utf-8")
+    if args.write is not None:
+        rewrite_section(args.write, render_markdown(results, settings, command, when))
+        print(f"\nwrote the results section of {args.write}")
+
+
+if __name__ == "__main__":
+    main()
