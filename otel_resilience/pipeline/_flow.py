@@ -164,40 +164,45 @@ class Recovery:
             if self.attempt > 1:
                 self._exhausted(error, "not_retryable")
             return None
-        now = pipeline.clock.monotonic()
-        if self.state is None:
-            self.state = retry.start(self.started)
-        decision = retry.next_delay(self.state, error, result, now)
+        state = self.state
+        if state is None:
+            state = self.state = retry.start(self.started)
+        # The clock matters only against a deadline; skip the read otherwise.
+        timed = self.deadline is not None or state.deadline is not None
+        now = pipeline.clock.monotonic() if timed else 0.0
+        decision = retry.next_delay(state, error, result, now)
         if isinstance(decision, str):
             self._exhausted(error, decision)
             return None
         if self.deadline is not None and now + decision >= self.deadline:
             self._exhausted(error, "total_timeout")
             return None
-        emit(
-            pipeline,
-            RetryScheduled(
-                pipeline=pipeline.name,
-                attempt=self.attempt,
-                delay=decision,
-                error_type=error_type(error),
-            ),
-        )
+        if pipeline.listener is not None:
+            emit(
+                pipeline,
+                RetryScheduled(
+                    pipeline=pipeline.name,
+                    attempt=self.attempt,
+                    delay=decision,
+                    error_type=error_type(error),
+                ),
+            )
         self.attempt += 1
         return decision
 
     def _exhausted(self, error: BaseException | None, reason: str) -> None:
         pipeline = self.pipeline
         self.reason = reason
-        emit(
-            pipeline,
-            RetryExhausted(
-                pipeline=pipeline.name,
-                attempts=self.attempt,
-                reason=reason,
-                error_type=error_type(error),
-            ),
-        )
+        if pipeline.listener is not None:
+            emit(
+                pipeline,
+                RetryExhausted(
+                    pipeline=pipeline.name,
+                    attempts=self.attempt,
+                    reason=reason,
+                    error_type=error_type(error),
+                ),
+            )
         self._note(error, reason.replace("_", " "))
 
     def _note(self, error: BaseException | None, reason: str) -> None:

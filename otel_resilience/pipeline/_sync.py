@@ -169,7 +169,11 @@ def _run(
                 ticket = None
                 called = False
                 error = None
-                limit = attempt_limit(pipeline, attempt_started, deadline)
+                limit = (
+                    attempt_limit(pipeline, attempt_started, deadline)
+                    if guarded or bulkhead is not None
+                    else None
+                )
                 try:
                     if breaker is not None:
                         ticket = breaker.acquire()

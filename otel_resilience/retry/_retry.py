@@ -63,6 +63,8 @@ def read_retry_after(error: BaseException | None, result: object) -> float | Non
     """
     carrier = error if error is not None else result
     value = getattr(carrier, "retry_after", None)
+    if value is None:
+        return None
     if isinstance(value, datetime.timedelta):
         value = value.total_seconds()
     if isinstance(value, bool) or not isinstance(value, int | float):
@@ -180,6 +182,7 @@ class Retry(Standalone):
         "_classify",
         "_pipeline",
         "_record",
+        "_retry_types",
         "clock",
         "config",
         "listener",
@@ -206,11 +209,13 @@ class Retry(Standalone):
         self.name = name
         self.listener = listener
         retry_on = config.retry_on
-        if isinstance(retry_on, tuple):
-            types = retry_on
-            self._classify: Callable[[BaseException], bool] = lambda exc: isinstance(exc, types)
-        else:
-            self._classify = retry_on  # type: ignore[assignment]
+        # Exception classes are matched with one isinstance; a predicate is called.
+        self._retry_types: tuple[type[BaseException], ...] | None = (
+            retry_on if isinstance(retry_on, tuple) else None
+        )
+        self._classify: Callable[[BaseException], bool] | None = (
+            None if isinstance(retry_on, tuple) else retry_on  # type: ignore[assignment]
+        )
         backoff = config.backoff
         self._record = backoff.record if isinstance(backoff, RecordingBackoff) else None
         self._pipeline: Pipeline | None = None
@@ -245,7 +250,10 @@ class Retry(Standalone):
             return False
         if isinstance(error, _REJECTIONS) and not self.config.retry_rejections:
             return False
-        return bool(self._classify(error))
+        types = self._retry_types
+        if types is not None:
+            return isinstance(error, types)
+        return bool(self._classify(error))  # type: ignore[misc]
 
     def is_retryable_result(self, result: object) -> bool:
         """Whether a returned value asks for a retry."""
@@ -274,7 +282,10 @@ class Retry(Standalone):
         :meth:`is_retryable_result` accepted.
         """
         config = self.config
-        if state.attempt >= self.max_attempts():
+        limit = config.max_attempts
+        if TEST_MODE.enabled and TEST_MODE.attempts < limit:
+            limit = TEST_MODE.attempts
+        if state.attempt >= limit:
             return "max_attempts"
         server_delay = config.retry_after(error, result)
         if server_delay is not None:
