@@ -1,9 +1,10 @@
 """The async driver: runs any pipeline around a coroutine function, in the running loop.
 
-It mirrors the sync driver step for step; what differs is only I/O: awaiting the call,
-awaiting sleeps, and timeouts that really cancel (a timer from the injected clock cancels
-the task, and the cancellation is turned into ``ResilienceTimeoutError`` the way
-``asyncio.timeout`` does it, so an outside cancellation is never swallowed).
+It mirrors the sync driver; what differs is only I/O: awaiting the call, awaiting
+sleeps, and timeouts that really cancel (a timer from the injected clock cancels the
+task, and the cancellation is turned into ``ResilienceTimeoutError`` the way
+``asyncio.timeout`` does it, so an outside cancellation is never swallowed). Decisions
+are :class:`~otel_resilience.pipeline._flow.CallRun`'s, shared with the sync driver.
 """
 
 from __future__ import annotations
@@ -13,62 +14,66 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from otel_resilience._errors import CircuitOpenError, ResilienceTimeoutError
-from otel_resilience._events import (
-    AttemptOutcome,
-    CallObserver,
-    CallOutcome,
-    TimeoutExceeded,
-    safe_call,
-)
+from otel_resilience._events import AttemptOutcome, TimeoutExceeded
 from otel_resilience.bulkhead import Admission, Bulkhead
 from otel_resilience.pipeline._flow import (
-    Recovery,
-    attempt_limit,
-    conclude,
+    CallRun,
     emit,
-    finish,
     queue_wait,
     raise_queue_timeout,
     start_call,
-    total_timeout,
 )
-from otel_resilience.pipeline._sync import _bad_result
 from otel_resilience.timeout import deadline_scope
 
 if TYPE_CHECKING:
+    from otel_resilience._clock import TimerHandle
     from otel_resilience.pipeline._pipeline import Pipeline
 
 __all__ = ["run_async"]
 
 R = TypeVar("R")
 
-_SUCCESS = AttemptOutcome.SUCCESS
 _FAILURE = AttemptOutcome.FAILURE
 _REJECTED = AttemptOutcome.REJECTED
-_TIMEOUT = AttemptOutcome.TIMEOUT
 
 
 class _Canceller:
-    """Timer callback that cancels a task and remembers that it did."""
+    """A timer that cancels a task, and tells afterwards whether it was the canceller.
 
-    __slots__ = ("fired", "task")
+    ``caused()`` follows ``asyncio.timeout``: the cancellation is ours to turn into a
+    timeout only if nobody else asked to cancel the task meanwhile.
+    """
 
-    def __init__(self, task: asyncio.Task[Any]) -> None:
-        self.task = task
-        self.fired = False
+    __slots__ = ("_cancelling", "_fired", "_handle", "_task")
 
-    def __call__(self) -> None:
-        if not self.task.done():
-            self.fired = True
-            self.task.cancel()
+    def __init__(self, pipeline: Pipeline, task: asyncio.Task[Any], limit: float) -> None:
+        self._task = task
+        self._fired = False
+        self._cancelling = task.cancelling()
+        clock = pipeline.clock
+        self._handle: TimerHandle = clock.call_later(limit - clock.monotonic(), self._fire)
+
+    def _fire(self) -> None:
+        if not self._task.done():
+            self._fired = True
+            self._task.cancel()
+
+    def caused(self) -> bool:
+        """After a CancelledError: was it this timer (and nobody else) that cancelled?"""
+        if not self._fired:
+            return False
+        self._fired = False
+        return self._task.uncancel() <= self._cancelling
+
+    def stop(self) -> None:
+        self._handle.cancel()
 
 
-def _settle_cancel(canceller: _Canceller | None, cancelling: int) -> bool:
-    """After a CancelledError: was it our timer (and nobody else) that cancelled?"""
-    if canceller is None or not canceller.fired:
-        return False
-    canceller.fired = False
-    return canceller.task.uncancel() <= cancelling
+def _current_task() -> asyncio.Task[Any]:
+    task = asyncio.current_task()
+    if task is None:
+        raise RuntimeError("otel-resilience timeouts need to run inside an asyncio task")
+    return task
 
 
 def _grant(future: asyncio.Future[bool], granted: bool) -> None:  # noqa: FBT001
@@ -95,7 +100,6 @@ async def _enter_bulkhead(pipeline: Pipeline, bulkhead: Bulkhead, limit: float |
     A queued wait ends at ``queue_timeout`` or at ``limit``, whichever comes first; cut
     short by ``limit``, it is a timeout.
     """
-    clock = pipeline.clock
     if bulkhead.try_acquire():
         return
     waiter = _LoopWaiter(asyncio.get_running_loop())
@@ -104,10 +108,9 @@ async def _enter_bulkhead(pipeline: Pipeline, bulkhead: Bulkhead, limit: float |
         return
     if admission is Admission.REJECTED:
         raise bulkhead.rejected_error("queue_full")
-    timer = None
+    clock = pipeline.clock
     wait = queue_wait(bulkhead, clock, limit)
-    if wait is not None:
-        timer = clock.call_later(wait, lambda: _grant(waiter.future, False))
+    timer = None if wait is None else clock.call_later(wait, lambda: _grant(waiter.future, False))
     try:
         granted = await waiter.future
     except BaseException:
@@ -121,26 +124,24 @@ async def _enter_bulkhead(pipeline: Pipeline, bulkhead: Bulkhead, limit: float |
         raise_queue_timeout(pipeline, bulkhead, waiter, limit)
 
 
-async def _await_within(
+async def _call(
     pipeline: Pipeline,
     fn: Callable[..., Awaitable[Any]],
     args: tuple[Any, ...],
     kwargs: Mapping[str, Any],
-    task: asyncio.Task[Any],
-    limit: float,
+    limit: float | None,
 ) -> Any:
-    """Await ``fn`` until ``limit``: the attempt is cancelled when it overruns."""
-    canceller = _Canceller(task)
-    cancelling = task.cancelling()
-    clock = pipeline.clock
-    handle = clock.call_later(limit - clock.monotonic(), canceller)
+    """Await the function, cancelled at ``limit`` when there is an attempt timeout."""
+    seconds = pipeline.attempt_timeout
+    if seconds is None:
+        return await fn(*args, **kwargs)
+    assert limit is not None  # noqa: S101 - an attempt timeout implies a limit
+    canceller = _Canceller(pipeline, _current_task(), limit)
     try:
-        with deadline_scope(limit, clock=clock):
+        with deadline_scope(limit, clock=pipeline.clock):
             return await fn(*args, **kwargs)
     except asyncio.CancelledError:
-        if _settle_cancel(canceller, cancelling):
-            seconds = pipeline.attempt_timeout
-            assert seconds is not None  # noqa: S101 - only called with an attempt timeout
+        if canceller.caused():
             emit(
                 pipeline,
                 TimeoutExceeded(pipeline=pipeline.name, scope="attempt", timeout=seconds),
@@ -148,7 +149,7 @@ async def _await_within(
             raise ResilienceTimeoutError(seconds, "attempt") from None
         raise
     finally:
-        handle.cancel()
+        canceller.stop()
 
 
 async def run_async(
@@ -161,27 +162,26 @@ async def run_async(
     listener = pipeline.listener
     observer = None if listener is None else start_call(listener, pipeline.name)
     if observer is not None or not pipeline.fast:
-        return await _run(pipeline, fn, args, kwargs, observer, None)
-    # Fast path: nothing configured that needs the clock, a slot or a result check, and
-    # nobody observing. The first attempt runs inline; a failure hands over to _run.
+        return await _run(pipeline, fn, args, kwargs, CallRun(pipeline, observer))
+    # Fast path, as in the sync driver.
     breaker = pipeline.circuit_breaker
     if breaker is None:
         try:
             return await fn(*args, **kwargs)
-        except Exception as exc:  # noqa: BLE001 - classified by _run
-            return await _run(pipeline, fn, args, kwargs, None, (exc, _FAILURE))
+        except Exception as exc:  # noqa: BLE001 - classified by the general loop
+            return await _retry_after_first(pipeline, fn, args, kwargs, exc, _FAILURE)
     if pipeline.passthrough:
         ticket = breaker.acquire()  # a rejection goes straight to the caller
     else:
         try:
             ticket = breaker.acquire()
         except CircuitOpenError as exc:
-            return await _run(pipeline, fn, args, kwargs, None, (exc, _REJECTED))
+            return await _retry_after_first(pipeline, fn, args, kwargs, exc, _REJECTED)
     try:
         result = await fn(*args, **kwargs)
-    except Exception as exc:  # noqa: BLE001 - classified by the breaker and _run
+    except Exception as exc:  # noqa: BLE001 - classified by the breaker and the loop
         breaker.on_error(ticket, exc)
-        return await _run(pipeline, fn, args, kwargs, None, (exc, _FAILURE))
+        return await _retry_after_first(pipeline, fn, args, kwargs, exc, _FAILURE)
     except BaseException:
         breaker.release(ticket)
         raise
@@ -189,202 +189,88 @@ async def run_async(
     return result
 
 
+async def _retry_after_first(
+    pipeline: Pipeline,
+    fn: Callable[..., Awaitable[R]],
+    args: tuple[Any, ...],
+    kwargs: Mapping[str, Any],
+    error: Exception,
+    outcome: AttemptOutcome,
+) -> R:
+    run = CallRun(pipeline, None)
+    run.fail(error, None, outcome, 0.0)
+    return await _run(pipeline, fn, args, kwargs, run, failed=True)
+
+
 async def _run(
     pipeline: Pipeline,
     fn: Callable[..., Awaitable[R]],
     args: tuple[Any, ...],
     kwargs: Mapping[str, Any],
-    observer: CallObserver | None,
-    first: tuple[Exception, AttemptOutcome] | None,
+    run: CallRun,
+    *,
+    failed: bool = False,
 ) -> R:
-    """The general loop; ``first`` is the outcome of a first attempt the fast path ran."""
-    clock = pipeline.clock
-    timed = pipeline.timed or observer is not None
-    started = clock.monotonic() if timed else 0.0
-    if pipeline.budget is not None:
-        pipeline.budget.record_call()
+    """The general loop. With ``failed``, the fast path already ran a failed first attempt."""
     breaker = pipeline.circuit_breaker
     bulkhead = pipeline.bulkhead
-    guarded = pipeline.attempt_timeout is not None
-    task: asyncio.Task[Any] | None = None
-    total: _Canceller | None = None
-    total_handle = None
-    scope = None
-    cancelling = 0
-    deadline = None
-    if pipeline.timeout is not None or guarded:
-        task = asyncio.current_task()
-        if task is None:
-            raise RuntimeError("timeouts need to run inside an asyncio task")
-        cancelling = task.cancelling()
-        if pipeline.timeout is not None:
-            deadline = started + pipeline.timeout
-            total = _Canceller(task)
-            total_handle = clock.call_later(pipeline.timeout, total)
-            scope = deadline_scope(deadline, clock=clock)
-            scope.__enter__()
-    recovery: Recovery | None = None
-    attempt = 1
-    error: BaseException | None
+    clock = pipeline.clock
+    total = None
+    if run.deadline is not None:
+        total = _Canceller(pipeline, _current_task(), run.deadline)
     try:
         while True:
-            if first is not None:
-                (error, outcome), result, ticket, first = first, None, None, None
-                attempt_started = ended = started
-            else:
-                attempt_started = clock.monotonic() if timed and attempt > 1 else started
-                if deadline is not None and attempt_started >= deadline:
-                    error, result, outcome = total_timeout(pipeline, None), None, _TIMEOUT
+            if not failed:
+                if not run.begin_attempt():
                     break
-                if observer is not None:
-                    safe_call("call observer", observer.attempt_started, attempt)
                 ticket = None
                 called = False
                 error = None
-                limit = (
-                    attempt_limit(pipeline, attempt_started, deadline)
-                    if guarded or bulkhead is not None
-                    else None
-                )
+                result = None
                 try:
                     if breaker is not None:
                         ticket = breaker.acquire()
                     if bulkhead is None:
                         called = True
-                        if guarded:
-                            result = await _await_within(pipeline, fn, args, kwargs, task, limit)  # type: ignore[arg-type]
-                        else:
-                            result = await fn(*args, **kwargs)
+                        result = await _call(pipeline, fn, args, kwargs, run.limit)
                     else:
-                        await _enter_bulkhead(pipeline, bulkhead, limit)
+                        await _enter_bulkhead(pipeline, bulkhead, run.limit)
                         called = True
                         try:
-                            if guarded:
-                                result = await _await_within(
-                                    pipeline,
-                                    fn,
-                                    args,
-                                    kwargs,
-                                    task,  # type: ignore[arg-type]
-                                    limit,  # type: ignore[arg-type]
-                                )
-                            else:
-                                result = await fn(*args, **kwargs)
+                            result = await _call(pipeline, fn, args, kwargs, run.limit)
                         finally:
                             bulkhead.release()
-                except Exception as exc:  # noqa: BLE001 - classified by the strategies below
+                except Exception as exc:  # noqa: BLE001 - classified by run.settle
                     error = exc
-                    result = None
                 except BaseException as exc:
-                    if ticket is not None:
-                        breaker.release(ticket)  # type: ignore[union-attr]
-                    ended = clock.monotonic() if timed else 0.0
-                    if isinstance(exc, asyncio.CancelledError) and _settle_cancel(
-                        total, cancelling
-                    ):
-                        error, result, outcome = total_timeout(pipeline, None), None, _TIMEOUT
-                        if observer is not None:
-                            safe_call(
-                                "call observer",
-                                observer.attempt_ended,
-                                attempt,
-                                _TIMEOUT,
-                                error,
-                                ended - attempt_started,
-                            )
+                    cancelled = isinstance(exc, asyncio.CancelledError)
+                    if cancelled and total is not None and total.caused():
+                        run.timed_out(ticket)
                         break
-                    if observer is not None:
-                        safe_call(
-                            "call observer",
-                            observer.attempt_ended,
-                            attempt,
-                            _FAILURE,
-                            exc,
-                            ended - attempt_started,
-                        )
-                        finish(observer, CallOutcome.CANCELLED, exc, started, ended)
+                    run.interrupted(ticket, exc)
                     raise
-                ended = clock.monotonic() if timed else 0.0
-                if error is None:
-                    if ticket is not None:
-                        breaker.on_result(ticket, result, ended - attempt_started)  # type: ignore[union-attr]
-                    if not pipeline.checks_result or not _bad_result(pipeline, result):
-                        if pipeline.observes_outcomes:
-                            pipeline.retry.observe(success=True)  # type: ignore[union-attr]
-                        if observer is not None:
-                            safe_call(
-                                "call observer",
-                                observer.attempt_ended,
-                                attempt,
-                                _SUCCESS,
-                                None,
-                                ended - attempt_started,
-                            )
-                            finish(observer, CallOutcome.SUCCESS, None, started, ended)
-                        return cast("R", result)
-                    outcome = _FAILURE
-                elif not called:
-                    # Refused before the call: nothing to tell the breaker about.
-                    if ticket is not None:
-                        breaker.release(ticket)  # type: ignore[union-attr]
-                    timed_out = isinstance(error, ResilienceTimeoutError)
-                    outcome = _TIMEOUT if timed_out else _REJECTED
-                else:
-                    if ticket is not None:
-                        breaker.on_error(ticket, error, ended - attempt_started)  # type: ignore[union-attr]
-                    outcome = _TIMEOUT if isinstance(error, ResilienceTimeoutError) else _FAILURE
-            # ---- the attempt failed ----
-            if pipeline.observes_outcomes:
-                pipeline.retry.observe(success=False)  # type: ignore[union-attr]
-            if observer is not None:
-                safe_call(
-                    "call observer",
-                    observer.attempt_ended,
-                    attempt,
-                    outcome,
-                    error,
-                    ended - attempt_started,
-                )
-            if recovery is None:
-                recovery = Recovery(pipeline, started, deadline)
-            delay = recovery.retry_delay(error, result)
+                if run.settle(ticket, error, result, called=called):
+                    return cast("R", result)
+            failed = False
+            delay = run.next_delay()
             if delay is None:
-                if recovery.reason == "total_timeout":
-                    error = total_timeout(pipeline, error)
                 break
             if delay > 0:
                 try:
                     await clock.async_sleep(delay)
-                except asyncio.CancelledError as cancelled:
-                    if not _settle_cancel(total, cancelling):
-                        finish(observer, CallOutcome.CANCELLED, cancelled, started, ended)
+                except asyncio.CancelledError as exc:
+                    if total is None or not total.caused():
+                        run.interrupted(None, exc)
                         raise
-                    error, result = total_timeout(pipeline, error), None
+                    run.sleep_cut_short()
                     break
-            attempt += 1
     finally:
-        if total_handle is not None:
-            total_handle.cancel()
-        if scope is not None:
-            scope.__exit__(None, None, None)
-    return cast("R", await _give_up(pipeline, recovery, observer, error, result, started, outcome))
-
-
-async def _give_up(
-    pipeline: Pipeline,
-    recovery: Recovery | None,
-    observer: Any,
-    error: BaseException | None,
-    result: Any,
-    started: float,
-    last_outcome: AttemptOutcome,
-) -> Any:
-    """End a call whose last attempt failed: fall back, return the result, or raise."""
-    context = conclude(
-        pipeline, recovery, observer, error, result, started, last_outcome, sync=False
-    )
+        if total is not None:
+            total.stop()
+        run.close()
+    context = run.conclude(sync=False)
     if context is None:
-        return result
+        return cast("R", run.result)
     fallback = pipeline.fallback
     assert fallback is not None  # noqa: S101 - a context implies a fallback
     try:
@@ -392,7 +278,7 @@ async def _give_up(
         if fallback.is_async:
             value = await value
     except BaseException as exc:
-        finish(observer, CallOutcome.FAILURE, exc, started, pipeline.clock.monotonic())
+        run.fallback_done(exc)
         raise
-    finish(observer, CallOutcome.FALLBACK, None, started, pipeline.clock.monotonic())
-    return value
+    run.fallback_done(None)
+    return cast("R", value)

@@ -1,13 +1,14 @@
-"""What both drivers decide after a failed attempt: retry, give up, fall back.
+"""What both drivers decide: how an attempt ended, whether to retry, when, and how to end.
 
 The drivers own the I/O (calling, sleeping, awaiting, timers); everything they must
-*decide* once an attempt has failed lives here, once, so the sync and async paths cannot
-drift apart. A :class:`Recovery` is created at a call's first failure, never on the
-success path.
+*decide* lives here, once, so the sync and async paths cannot drift apart. A
+:class:`CallRun` follows one call on the general path; the drivers' fast path (a breaker
+and a retry, nobody observing) needs none until its first failure.
 """
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
 from otel_resilience._errors import ResilienceTimeoutError
@@ -25,6 +26,7 @@ from otel_resilience._events import (
     safe_call,
 )
 from otel_resilience.fallback import FallbackContext
+from otel_resilience.timeout import deadline_scope
 
 if TYPE_CHECKING:
     from otel_resilience._clock import Clock
@@ -33,9 +35,8 @@ if TYPE_CHECKING:
     from otel_resilience.retry._retry import RetryState
 
 __all__ = [
-    "Recovery",
+    "CallRun",
     "attempt_limit",
-    "conclude",
     "emit",
     "error_type",
     "finish",
@@ -126,32 +127,195 @@ def total_timeout(pipeline: Pipeline, cause: BaseException | None) -> Resilience
     return error
 
 
-class Recovery:
-    """Per-call failure bookkeeping: the retry state and the attempt count.
+class CallRun:
+    """One call on the general path: everything both drivers decide, once.
+
+    The drivers keep only the I/O (acquiring, calling, awaiting, sleeping, timers) and
+    ask this object what happened and what comes next. Created per call on the general
+    path only; the drivers' fast path allocates nothing.
 
     Args:
         pipeline: the pipeline running the call.
-        started: clock time at which the call started.
-        deadline: absolute total-timeout deadline, if any.
+        observer: the call's telemetry observer, if any.
     """
 
-    __slots__ = ("attempt", "deadline", "pipeline", "reason", "started", "state")
+    __slots__ = (
+        "attempt",
+        "attempt_started",
+        "clock",
+        "deadline",
+        "ended",
+        "error",
+        "limit",
+        "observer",
+        "outcome",
+        "pipeline",
+        "reason",
+        "result",
+        "scope",
+        "started",
+        "state",
+        "timed",
+    )
 
-    def __init__(self, pipeline: Pipeline, started: float, deadline: float | None) -> None:
+    def __init__(self, pipeline: Pipeline, observer: CallObserver | None) -> None:
         self.pipeline = pipeline
-        self.started = started
-        self.deadline = deadline
+        self.observer = observer
+        self.clock = clock = pipeline.clock
+        self.timed = timed = pipeline.timed or observer is not None
+        self.started = started = clock.monotonic() if timed else 0.0
+        self.attempt_started = self.ended = started
+        self.limit: float | None = None
+        if pipeline.budget is not None:
+            pipeline.budget.record_call()
+        seconds = pipeline.timeout
+        self.deadline = deadline = None if seconds is None else started + seconds
+        self.scope: AbstractContextManager[object] | None = None
+        if deadline is not None:
+            # Publish the deadline to cooperative code (``otel_resilience.remaining()``).
+            self.scope = deadline_scope(deadline, clock=clock)
+            self.scope.__enter__()
         self.attempt = 1
         self.state: RetryState | None = None
         self.reason: str | None = None
-        """Why the retry gave up (``"total_timeout"`` makes the driver raise a timeout)."""
+        """Why the retry gave up (``"total_timeout"`` makes the call time out)."""
+        self.error: BaseException | None = None
+        self.result: Any = None
+        self.outcome = AttemptOutcome.FAILURE
 
-    def retry_delay(self, error: BaseException | None, result: Any) -> float | None:
-        """After attempt ``self.attempt`` failed: seconds to wait, or ``None`` to give up.
+    def close(self) -> None:
+        """Withdraw the published deadline; call once, in the driver's ``finally``."""
+        if self.scope is not None:
+            self.scope.__exit__(None, None, None)
 
-        ``None`` is also returned when the next attempt could only start after the total
-        deadline; :attr:`reason` is then ``"total_timeout"``.
+    # -- one attempt ---------------------------------------------------------------------
+
+    def begin_attempt(self) -> bool:
+        """Start the next attempt; ``False`` if the total deadline leaves no room for it.
+
+        Sets :attr:`limit`, the absolute time the attempt must end by (``None``: none).
         """
+        now = self.clock.monotonic() if self.timed and self.attempt > 1 else self.started
+        deadline = self.deadline
+        if deadline is not None and now >= deadline:
+            self.error = total_timeout(self.pipeline, None)
+            self.result, self.outcome = None, AttemptOutcome.TIMEOUT
+            return False
+        self.attempt_started = now
+        self.limit = attempt_limit(self.pipeline, now, deadline)
+        if self.observer is not None:
+            safe_call("call observer", self.observer.attempt_started, self.attempt)
+        return True
+
+    def settle(
+        self, ticket: int | None, error: BaseException | None, result: Any, *, called: bool
+    ) -> bool:
+        """Record an attempt's outcome; ``True`` when the call succeeded with ``result``.
+
+        ``called`` says whether the function ran (a refusal by the bulkhead, or a queue
+        wait cut short, happens before it); ``ticket`` is the breaker permit, if any.
+        """
+        pipeline = self.pipeline
+        breaker = pipeline.circuit_breaker
+        ended = self.clock.monotonic() if self.timed else 0.0
+        duration = ended - self.attempt_started
+        if error is None:
+            if ticket is not None:
+                breaker.on_result(ticket, result, duration)  # type: ignore[union-attr]
+            if self.deadline is not None and ended > self.deadline:
+                outcome = AttemptOutcome.TIMEOUT  # too late: the result is discarded
+            elif not pipeline.checks_result or not _bad_result(pipeline, result):
+                if pipeline.observes_outcomes:
+                    pipeline.retry.observe(success=True)  # type: ignore[union-attr]
+                observer = self.observer
+                if observer is not None:
+                    safe_call(
+                        "call observer",
+                        observer.attempt_ended,
+                        self.attempt,
+                        AttemptOutcome.SUCCESS,
+                        None,
+                        duration,
+                    )
+                    finish(observer, CallOutcome.SUCCESS, None, self.started, ended)
+                return True
+            else:
+                outcome = AttemptOutcome.FAILURE
+        elif not called:
+            # Refused before the call: nothing to tell the breaker about.
+            if ticket is not None:
+                breaker.release(ticket)  # type: ignore[union-attr]
+            timed_out = isinstance(error, ResilienceTimeoutError)
+            outcome = AttemptOutcome.TIMEOUT if timed_out else AttemptOutcome.REJECTED
+        else:
+            if ticket is not None:
+                breaker.on_error(ticket, error, duration)  # type: ignore[union-attr]
+            timed_out = isinstance(error, ResilienceTimeoutError)
+            outcome = AttemptOutcome.TIMEOUT if timed_out else AttemptOutcome.FAILURE
+        self.fail(error, result, outcome, ended)
+        return False
+
+    def fail(
+        self, error: BaseException | None, result: Any, outcome: AttemptOutcome, ended: float
+    ) -> None:
+        """Note that the current attempt failed (also used for the fast path's first try)."""
+        self.error, self.result, self.outcome, self.ended = error, result, outcome, ended
+        pipeline = self.pipeline
+        if pipeline.observes_outcomes:
+            pipeline.retry.observe(success=False)  # type: ignore[union-attr]
+        if self.observer is not None:
+            safe_call(
+                "call observer",
+                self.observer.attempt_ended,
+                self.attempt,
+                outcome,
+                error,
+                ended - self.attempt_started,
+            )
+
+    def interrupted(self, ticket: int | None, exc: BaseException) -> None:
+        """Control flow ended the attempt: give the permit back, report, never count."""
+        if ticket is not None:
+            self.pipeline.circuit_breaker.release(ticket)  # type: ignore[union-attr]
+        observer = self.observer
+        if observer is not None:
+            now = self.clock.monotonic()
+            safe_call(
+                "call observer",
+                observer.attempt_ended,
+                self.attempt,
+                AttemptOutcome.FAILURE,
+                exc,
+                now - self.attempt_started,
+            )
+            finish(observer, CallOutcome.CANCELLED, exc, self.started, now)
+
+    def timed_out(self, ticket: int | None) -> None:
+        """The total timeout cancelled the attempt (async): end the call as a timeout."""
+        if ticket is not None:
+            self.pipeline.circuit_breaker.release(ticket)  # type: ignore[union-attr]
+        ended = self.clock.monotonic() if self.timed else 0.0
+        self.fail(total_timeout(self.pipeline, None), None, AttemptOutcome.TIMEOUT, ended)
+
+    # -- between attempts ----------------------------------------------------------------
+
+    def next_delay(self) -> float | None:
+        """After a failed attempt: seconds to wait before the next, or ``None`` to give up."""
+        deadline = self.deadline
+        if deadline is not None and self.ended >= deadline:
+            if not _is_total_timeout(self.error):
+                self.error = total_timeout(self.pipeline, self.error)
+            return None
+        delay = self._retry_delay(self.error, self.result)
+        if delay is None and self.reason == "total_timeout":
+            self.error = total_timeout(self.pipeline, self.error)
+        return delay
+
+    def sleep_cut_short(self) -> None:
+        """The total timeout fired during a retry wait (async)."""
+        self.error, self.result = total_timeout(self.pipeline, self.error), None
+
+    def _retry_delay(self, error: BaseException | None, result: Any) -> float | None:
         pipeline = self.pipeline
         retry = pipeline.retry
         if retry is None:
@@ -169,7 +333,7 @@ class Recovery:
             state = self.state = retry.start(self.started)
         # The clock matters only against a deadline; skip the read otherwise.
         timed = self.deadline is not None or state.deadline is not None
-        now = pipeline.clock.monotonic() if timed else 0.0
+        now = self.clock.monotonic() if timed else 0.0
         decision = retry.next_delay(state, error, result, now)
         if isinstance(decision, str):
             self._exhausted(error, decision)
@@ -203,18 +367,59 @@ class Recovery:
                     error_type=error_type(error),
                 ),
             )
-        self._note(error, reason.replace("_", " "))
-
-    def _note(self, error: BaseException | None, reason: str) -> None:
         if error is not None:
             plural = "s" if self.attempt != 1 else ""
             error.add_note(
-                f"otel-resilience: pipeline {self.pipeline.name!r} gave up after "
-                f"{self.attempt} attempt{plural} ({reason})"
+                f"otel-resilience: pipeline {pipeline.name!r} gave up after "
+                f"{self.attempt} attempt{plural} ({reason.replace('_', ' ')})"
             )
 
-    def fallback(self, error: BaseException | None, result: Any) -> FallbackContext | None:
-        """The fallback's context if the pipeline's fallback handles this final outcome."""
+    # -- the end -------------------------------------------------------------------------
+
+    def conclude(self, *, sync: bool) -> FallbackContext | None:
+        """End a call whose last attempt failed.
+
+        Returns the fallback's context when the fallback takes over (the driver then runs
+        it, with :meth:`fallback_done`); ``sync`` drivers refuse an async fallback handler
+        here, before anything is reported as executed. Otherwise reports the end and
+        raises the error, or returns ``None`` when retries ran out on an unacceptable
+        result that is returned as is.
+        """
+        pipeline = self.pipeline
+        error, result = self.error, self.result
+        context = self._fallback_context(error, result)
+        now = self.clock.monotonic()
+        observer = self.observer
+        if context is not None:
+            fallback = pipeline.fallback
+            if sync and fallback is not None and fallback.is_async:
+                misuse = TypeError(
+                    f"fallback {fallback.name!r} has an async handler; "
+                    "call this pipeline with acall() or decorate an async function"
+                )
+                misuse.__cause__ = error
+                finish(observer, CallOutcome.FAILURE, misuse, self.started, now)
+                raise misuse
+            emit(pipeline, FallbackExecuted(pipeline=pipeline.name, error_type=error_type(error)))
+            return context
+        if error is None:
+            finish(observer, CallOutcome.FAILURE, None, self.started, now)
+            return None
+        if isinstance(error, ResilienceTimeoutError):
+            outcome = CallOutcome.TIMEOUT
+        elif self.outcome is AttemptOutcome.REJECTED:
+            outcome = CallOutcome.REJECTED
+        else:
+            outcome = CallOutcome.FAILURE
+        finish(observer, outcome, error, self.started, now)
+        raise error
+
+    def fallback_done(self, error: BaseException | None) -> None:
+        """Report the end of a call whose fallback ran (``error``: the fallback raised)."""
+        outcome = CallOutcome.FAILURE if error is not None else CallOutcome.FALLBACK
+        finish(self.observer, outcome, error, self.started, self.clock.monotonic())
+
+    def _fallback_context(self, error: BaseException | None, result: Any) -> FallbackContext | None:
         fallback = self.pipeline.fallback
         if fallback is None:
             return None
@@ -228,48 +433,13 @@ class Recovery:
         )
 
 
-def conclude(
-    pipeline: Pipeline,
-    recovery: Recovery | None,
-    observer: CallObserver | None,
-    error: BaseException | None,
-    result: Any,
-    started: float,
-    last_outcome: AttemptOutcome,
-    *,
-    sync: bool,
-) -> FallbackContext | None:
-    """End a call whose last attempt failed.
+def _is_total_timeout(error: BaseException | None) -> bool:
+    return isinstance(error, ResilienceTimeoutError) and error.scope == "total"
 
-    Returns the fallback's context when the fallback takes over (the driver then runs it
-    and reports the end); ``sync`` drivers refuse an async fallback handler here, before
-    anything is reported as executed. Otherwise reports the end and raises ``error``, or returns
-    ``None`` when retries ran out on an unacceptable result that is to be returned as is.
-    """
-    if recovery is None:
-        recovery = Recovery(pipeline, started, None)
-    context = recovery.fallback(error, result)
-    now = pipeline.clock.monotonic()
-    if context is not None:
-        fallback = pipeline.fallback
-        if sync and fallback is not None and fallback.is_async:
-            misuse = TypeError(
-                f"fallback {fallback.name!r} has an async handler; "
-                "call this pipeline with acall() or decorate an async function"
-            )
-            misuse.__cause__ = error
-            finish(observer, CallOutcome.FAILURE, misuse, started, now)
-            raise misuse
-        emit(pipeline, FallbackExecuted(pipeline=pipeline.name, error_type=error_type(error)))
-        return context
-    if error is None:
-        finish(observer, CallOutcome.FAILURE, None, started, now)
-        return None
-    if isinstance(error, ResilienceTimeoutError):
-        outcome = CallOutcome.TIMEOUT
-    elif last_outcome is AttemptOutcome.REJECTED:
-        outcome = CallOutcome.REJECTED
-    else:
-        outcome = CallOutcome.FAILURE
-    finish(observer, outcome, error, started, now)
-    raise error
+
+def _bad_result(pipeline: Pipeline, result: object) -> bool:
+    retry = pipeline.retry
+    if retry is not None and retry.is_retryable_result(result):
+        return True
+    fallback = pipeline.fallback
+    return fallback is not None and fallback.handles_result(result)
