@@ -214,6 +214,7 @@ async def _run(
     """The general loop. With ``failed``, the fast path already ran a failed first attempt."""
     breaker = pipeline.circuit_breaker
     bulkhead = pipeline.bulkhead
+    guarded = pipeline.attempt_timeout is not None
     clock = pipeline.clock
     total = None
     if run.deadline is not None:
@@ -232,7 +233,10 @@ async def _run(
                         ticket = breaker.acquire()
                     if bulkhead is None:
                         called = True
-                        result = await _call(pipeline, fn, args, kwargs, run.limit)
+                        if guarded:
+                            result = await _call(pipeline, fn, args, kwargs, run.limit)
+                        else:
+                            result = await fn(*args, **kwargs)
                     else:
                         await _enter_bulkhead(pipeline, bulkhead, run.limit)
                         called = True

@@ -150,7 +150,6 @@ class CallRun:
         "observer",
         "outcome",
         "pipeline",
-        "reason",
         "result",
         "scope",
         "started",
@@ -177,8 +176,6 @@ class CallRun:
             self.scope.__enter__()
         self.attempt = 1
         self.state: RetryState | None = None
-        self.reason: str | None = None
-        """Why the retry gave up (``"total_timeout"`` makes the call time out)."""
         self.error: BaseException | None = None
         self.result: Any = None
         self.outcome = AttemptOutcome.FAILURE
@@ -202,7 +199,10 @@ class CallRun:
             self.result, self.outcome = None, AttemptOutcome.TIMEOUT
             return False
         self.attempt_started = now
-        self.limit = attempt_limit(self.pipeline, now, deadline)
+        if self.pipeline.attempt_timeout is not None:
+            self.limit = attempt_limit(self.pipeline, now, deadline)
+        else:
+            self.limit = deadline
         if self.observer is not None:
             safe_call("call observer", self.observer.attempt_started, self.attempt)
         return True
@@ -252,7 +252,19 @@ class CallRun:
                 breaker.on_error(ticket, error, duration)  # type: ignore[union-attr]
             timed_out = isinstance(error, ResilienceTimeoutError)
             outcome = AttemptOutcome.TIMEOUT if timed_out else AttemptOutcome.FAILURE
-        self.fail(error, result, outcome, ended)
+        self.error, self.result, self.outcome, self.ended = error, result, outcome, ended
+        if pipeline.observes_outcomes:
+            pipeline.retry.observe(success=False)  # type: ignore[union-attr]
+        observer = self.observer
+        if observer is not None:
+            safe_call(
+                "call observer",
+                observer.attempt_ended,
+                self.attempt,
+                outcome,
+                error,
+                duration,
+            )
         return False
 
     def fail(
@@ -301,25 +313,17 @@ class CallRun:
 
     def next_delay(self) -> float | None:
         """After a failed attempt: seconds to wait before the next, or ``None`` to give up."""
-        deadline = self.deadline
-        if deadline is not None and self.ended >= deadline:
-            if not _is_total_timeout(self.error):
-                self.error = total_timeout(self.pipeline, self.error)
-            return None
-        delay = self._retry_delay(self.error, self.result)
-        if delay is None and self.reason == "total_timeout":
-            self.error = total_timeout(self.pipeline, self.error)
-        return delay
-
-    def sleep_cut_short(self) -> None:
-        """The total timeout fired during a retry wait (async)."""
-        self.error, self.result = total_timeout(self.pipeline, self.error), None
-
-    def _retry_delay(self, error: BaseException | None, result: Any) -> float | None:
         pipeline = self.pipeline
+        deadline = self.deadline
+        error = self.error
+        if deadline is not None and self.ended >= deadline:
+            if not _is_total_timeout(error):
+                self.error = total_timeout(pipeline, error)
+            return None
         retry = pipeline.retry
         if retry is None:
             return None
+        result = self.result
         if error is not None:
             retryable = retry.is_retryable_error(error)
         else:
@@ -332,14 +336,15 @@ class CallRun:
         if state is None:
             state = self.state = retry.start(self.started)
         # The clock matters only against a deadline; skip the read otherwise.
-        timed = self.deadline is not None or state.deadline is not None
+        timed = deadline is not None or state.deadline is not None
         now = self.clock.monotonic() if timed else 0.0
         decision = retry.next_delay(state, error, result, now)
         if isinstance(decision, str):
             self._exhausted(error, decision)
             return None
-        if self.deadline is not None and now + decision >= self.deadline:
+        if deadline is not None and now + decision >= deadline:
             self._exhausted(error, "total_timeout")
+            self.error = total_timeout(pipeline, error)
             return None
         if pipeline.listener is not None:
             emit(
@@ -354,9 +359,12 @@ class CallRun:
         self.attempt += 1
         return decision
 
+    def sleep_cut_short(self) -> None:
+        """The total timeout fired during a retry wait (async)."""
+        self.error, self.result = total_timeout(self.pipeline, self.error), None
+
     def _exhausted(self, error: BaseException | None, reason: str) -> None:
         pipeline = self.pipeline
-        self.reason = reason
         if pipeline.listener is not None:
             emit(
                 pipeline,

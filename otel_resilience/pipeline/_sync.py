@@ -160,6 +160,7 @@ def _run(
     """The general loop. With ``failed``, the fast path already ran a failed first attempt."""
     breaker = pipeline.circuit_breaker
     bulkhead = pipeline.bulkhead
+    guarded = pipeline.attempt_timeout is not None
     clock = pipeline.clock
     try:
         while True:
@@ -175,7 +176,10 @@ def _run(
                         ticket = breaker.acquire()
                     if bulkhead is None:
                         called = True
-                        result = _call(pipeline, fn, args, kwargs, run.limit)
+                        if guarded:
+                            result = _call(pipeline, fn, args, kwargs, run.limit)
+                        else:
+                            result = fn(*args, **kwargs)
                     else:
                         _enter_bulkhead(pipeline, bulkhead, run.limit)
                         called = True
