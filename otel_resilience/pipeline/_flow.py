@@ -323,24 +323,16 @@ class CallRun:
         retry = pipeline.retry
         if retry is None:
             return None
-        result = self.result
-        if error is not None:
-            retryable = retry.is_retryable_error(error)
-        else:
-            retryable = retry.is_retryable_result(result)
-        if not retryable:
-            if self.attempt > 1:
-                self._exhausted(error, "not_retryable")
-            return None
         state = self.state
         if state is None:
             state = self.state = retry.start(self.started)
         # The clock matters only against a deadline; skip the read otherwise.
         timed = deadline is not None or state.deadline is not None
         now = self.clock.monotonic() if timed else 0.0
-        decision = retry.next_delay(state, error, result, now)
+        decision = retry.decide(state, error, self.result, now)
         if isinstance(decision, str):
-            self._exhausted(error, decision)
+            if decision != "not_retryable" or self.attempt > 1:
+                self._exhausted(error, decision)
             return None
         if deadline is not None and now + decision >= deadline:
             self._exhausted(error, "total_timeout")

@@ -260,28 +260,35 @@ class Retry(Standalone):
         predicate = self.config.retry_on_result
         return predicate is not None and bool(predicate(result))
 
-    def max_attempts(self) -> int:
-        """The attempt limit in force (capped while testing mode is on)."""
-        limit = self.config.max_attempts
-        if TEST_MODE.enabled:
-            return min(limit, TEST_MODE.attempts)
-        return limit
-
-    def next_delay(
+    def decide(
         self,
         state: RetryState,
         error: BaseException | None,
         result: object,
         now: float,
     ) -> float | str:
-        """Decide after a retryable failure of attempt ``state.attempt``.
+        """Decide after attempt ``state.attempt`` failed with ``error`` (or ``result``).
 
-        Returns the delay in seconds before the next attempt, or the reason for giving up
-        (``"max_attempts"``, ``"deadline"`` or ``"budget"``). On a delay, ``state`` moves to
-        the next attempt. Call only for failures that :meth:`is_retryable_error` or
-        :meth:`is_retryable_result` accepted.
+        The whole sans-IO retry decision in one call (it sits on the failure path of every
+        protected call). Returns the delay in seconds before the next attempt, and moves
+        ``state`` to it; or the reason for giving up: ``"not_retryable"``,
+        ``"max_attempts"``, ``"deadline"`` or ``"budget"``. ``now`` is read only against
+        a deadline.
         """
         config = self.config
+        if error is not None:
+            if not isinstance(error, Exception) or (
+                isinstance(error, _REJECTIONS) and not config.retry_rejections
+            ):
+                return "not_retryable"
+            types = self._retry_types
+            if types is not None:
+                if not isinstance(error, types):
+                    return "not_retryable"
+            elif not self._classify(error):  # type: ignore[misc]
+                return "not_retryable"
+        elif config.retry_on_result is None or not config.retry_on_result(result):
+            return "not_retryable"
         limit = config.max_attempts
         if TEST_MODE.enabled and TEST_MODE.attempts < limit:
             limit = TEST_MODE.attempts
