@@ -19,10 +19,11 @@ from otel_resilience.bulkhead import Admission, Bulkhead
 from otel_resilience.pipeline._flow import (
     CallRun,
     emit,
+    end_queue_wait,
     queue_wait,
-    raise_queue_timeout,
     start_call,
 )
+from otel_resilience.retry import RetryState
 from otel_resilience.timeout import deadline_scope
 
 if TYPE_CHECKING:
@@ -120,8 +121,7 @@ async def _enter_bulkhead(pipeline: Pipeline, bulkhead: Bulkhead, limit: float |
     finally:
         if timer is not None:
             timer.cancel()
-    if not granted:
-        raise_queue_timeout(pipeline, bulkhead, waiter, limit)
+    end_queue_wait(pipeline, bulkhead, waiter, limit, woken=granted)
 
 
 async def _call(
@@ -197,9 +197,49 @@ async def _retry_after_first(
     error: Exception,
     outcome: AttemptOutcome,
 ) -> R:
-    run = CallRun(pipeline, None)
-    run.fail(error, None, outcome, 0.0)
-    return await _run(pipeline, fn, args, kwargs, run, failed=True)
+    """Go on from a fast-path first attempt that failed.
+
+    With nobody listening, the retries stay on the fast path: the decisions are the
+    retry's and the breaker's, and a :class:`CallRun` is made only to give up.
+    """
+    retry = pipeline.retry
+    if retry is None or pipeline.listener is not None:
+        run = CallRun(pipeline, None)
+        run.fail(error, None, outcome, 0.0)
+        return await _run(pipeline, fn, args, kwargs, run, failed=True)
+    breaker = pipeline.circuit_breaker
+    clock = pipeline.clock
+    state = RetryState(None)
+    failure: Exception = error
+    while True:
+        decision = retry.decide(state, failure, None, 0.0)
+        if isinstance(decision, str):
+            run = CallRun.gave_up(pipeline, failure, outcome, state, decision)
+            return cast("R", await _end(pipeline, run))
+        if decision > 0:
+            await clock.async_sleep(decision)
+        if breaker is None:
+            try:
+                return await fn(*args, **kwargs)
+            except Exception as exc:  # noqa: BLE001 - classified by the retry
+                failure, outcome = exc, _FAILURE
+                continue
+        try:
+            ticket = breaker.acquire()
+        except CircuitOpenError as exc:
+            failure, outcome = exc, _REJECTED
+            continue
+        try:
+            result = await fn(*args, **kwargs)
+        except Exception as exc:  # noqa: BLE001 - classified by the breaker and the retry
+            breaker.on_error(ticket, exc)
+            failure, outcome = exc, _FAILURE
+            continue
+        except BaseException:
+            breaker.release(ticket)
+            raise
+        breaker.on_result(ticket, result)
+        return result
 
 
 async def _run(
@@ -272,9 +312,14 @@ async def _run(
         if total is not None:
             total.stop()
         run.close()
+    return cast("R", await _end(pipeline, run))
+
+
+async def _end(pipeline: Pipeline, run: CallRun) -> Any:
+    """End a call whose last attempt failed: fall back, return the result, or raise."""
     context = run.conclude(sync=False)
     if context is None:
-        return cast("R", run.result)
+        return run.result
     fallback = pipeline.fallback
     assert fallback is not None  # noqa: S101 - a context implies a fallback
     try:
@@ -285,4 +330,4 @@ async def _run(
         run.fallback_done(exc)
         raise
     run.fallback_done(None)
-    return cast("R", value)
+    return value

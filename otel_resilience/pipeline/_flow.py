@@ -38,10 +38,10 @@ __all__ = [
     "CallRun",
     "attempt_limit",
     "emit",
+    "end_queue_wait",
     "error_type",
     "finish",
     "queue_wait",
-    "raise_queue_timeout",
     "start_call",
     "total_timeout",
 ]
@@ -77,22 +77,32 @@ def queue_wait(bulkhead: Bulkhead, clock: Clock, limit: float | None) -> float |
     return wait
 
 
-def raise_queue_timeout(
-    pipeline: Pipeline, bulkhead: Bulkhead, waiter: BulkheadWaiter, limit: float | None
+def end_queue_wait(
+    pipeline: Pipeline,
+    bulkhead: Bulkhead,
+    waiter: BulkheadWaiter,
+    limit: float | None,
+    *,
+    woken: bool,
 ) -> None:
-    """A queued wait ended unwoken: raise why, unless the slot arrived meanwhile.
+    """After a queued wait: return if the call may run (holding a slot), else raise why.
 
-    Cut short by the attempt or total deadline, it is a timeout (as when a timeout outside
-    a queue cancels the wait); otherwise the bulkhead's own ``queue_timeout`` ran out.
+    A wait that ends past ``limit`` (the attempt's or the call's deadline) is a timeout,
+    as when a timeout outside a queue cancels the wait, even if the slot arrived at the
+    same moment: no call starts after its deadline. A wait that hit the bulkhead's own
+    ``queue_timeout`` is a rejection (``BulkheadFullError``, reason ``queue_timeout``).
     """
-    by_deadline = limit is not None and pipeline.clock.monotonic() >= limit
-    if not bulkhead.abandon(waiter, timed_out=not by_deadline):
-        return  # handed the slot just as the wait ended: the caller owns it
+    late = limit is not None and pipeline.clock.monotonic() >= limit
+    if woken or not bulkhead.abandon(waiter, timed_out=not late):
+        # We hold a slot (woken, or handed over just as the wait ended).
+        if not late:
+            return
+        bulkhead.release()
     seconds = pipeline.attempt_timeout
-    if by_deadline and seconds is not None:
+    if late and seconds is not None:
         emit(pipeline, TimeoutExceeded(pipeline=pipeline.name, scope="attempt", timeout=seconds))
         raise ResilienceTimeoutError(seconds, "attempt")
-    # By the total deadline, the driver turns this into the total timeout.
+    # Past the total deadline, the driver turns this into the total timeout.
     raise bulkhead.rejected_error("queue_timeout")
 
 
@@ -373,6 +383,24 @@ class CallRun:
                 f"otel-resilience: pipeline {pipeline.name!r} gave up after "
                 f"{self.attempt} attempt{plural} ({reason.replace('_', ' ')})"
             )
+
+    @classmethod
+    def gave_up(
+        cls,
+        pipeline: Pipeline,
+        error: BaseException,
+        outcome: AttemptOutcome,
+        state: RetryState,
+        reason: str,
+    ) -> CallRun:
+        """The run of a fast-path call whose retry gave up, ready to :meth:`conclude`."""
+        run = cls(pipeline, None)
+        run.state = state
+        run.attempt = state.attempt
+        run.error, run.outcome = error, outcome
+        if reason != "not_retryable" or state.attempt > 1:
+            run._exhausted(error, reason)
+        return run
 
     # -- the end -------------------------------------------------------------------------
 

@@ -17,10 +17,11 @@ from otel_resilience.bulkhead import Admission, Bulkhead
 from otel_resilience.pipeline._flow import (
     CallRun,
     emit,
+    end_queue_wait,
     queue_wait,
-    raise_queue_timeout,
     start_call,
 )
+from otel_resilience.retry import RetryState
 from otel_resilience.timeout import deadline_scope
 
 if TYPE_CHECKING:
@@ -67,8 +68,7 @@ def _enter_bulkhead(pipeline: Pipeline, bulkhead: Bulkhead, limit: float | None)
         if not bulkhead.abandon(waiter, timed_out=False):
             bulkhead.release()
         raise
-    if not woken:
-        raise_queue_timeout(pipeline, bulkhead, waiter, limit)
+    end_queue_wait(pipeline, bulkhead, waiter, limit, woken=woken)
 
 
 def _call_within(
@@ -143,9 +143,49 @@ def _retry_after_first(
     error: Exception,
     outcome: AttemptOutcome,
 ) -> R:
-    run = CallRun(pipeline, None)
-    run.fail(error, None, outcome, 0.0)
-    return _run(pipeline, fn, args, kwargs, run, failed=True)
+    """Go on from a fast-path first attempt that failed.
+
+    With nobody listening, the retries stay on the fast path: the decisions are the
+    retry's and the breaker's, and a :class:`CallRun` is made only to give up.
+    """
+    retry = pipeline.retry
+    if retry is None or pipeline.listener is not None:
+        run = CallRun(pipeline, None)
+        run.fail(error, None, outcome, 0.0)
+        return _run(pipeline, fn, args, kwargs, run, failed=True)
+    breaker = pipeline.circuit_breaker
+    clock = pipeline.clock
+    state = RetryState(None)
+    failure: Exception = error
+    while True:
+        decision = retry.decide(state, failure, None, 0.0)
+        if isinstance(decision, str):
+            run = CallRun.gave_up(pipeline, failure, outcome, state, decision)
+            return cast("R", _end(pipeline, run))
+        if decision > 0:
+            clock.sleep(decision)
+        if breaker is None:
+            try:
+                return fn(*args, **kwargs)
+            except Exception as exc:  # noqa: BLE001 - classified by the retry
+                failure, outcome = exc, _FAILURE
+                continue
+        try:
+            ticket = breaker.acquire()
+        except CircuitOpenError as exc:
+            failure, outcome = exc, _REJECTED
+            continue
+        try:
+            result = fn(*args, **kwargs)
+        except Exception as exc:  # noqa: BLE001 - classified by the breaker and the retry
+            breaker.on_error(ticket, exc)
+            failure, outcome = exc, _FAILURE
+            continue
+        except BaseException:
+            breaker.release(ticket)
+            raise
+        breaker.on_result(ticket, result)
+        return result
 
 
 def _run(
@@ -202,9 +242,14 @@ def _run(
                 clock.sleep(delay)
     finally:
         run.close()
+    return cast("R", _end(pipeline, run))
+
+
+def _end(pipeline: Pipeline, run: CallRun) -> Any:
+    """End a call whose last attempt failed: fall back, return the result, or raise."""
     context = run.conclude(sync=True)
     if context is None:
-        return cast("R", run.result)
+        return run.result
     fallback = pipeline.fallback
     assert fallback is not None  # noqa: S101 - a context implies a fallback
     try:
@@ -213,4 +258,4 @@ def _run(
         run.fallback_done(exc)
         raise
     run.fallback_done(None)
-    return cast("R", value)
+    return value
