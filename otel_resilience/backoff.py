@@ -25,7 +25,7 @@ from __future__ import annotations
 import math
 import threading
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import NoReturn, Protocol, runtime_checkable
 
 from otel_resilience._clock import RandomSource
 from otel_resilience._validation import check_number
@@ -112,9 +112,9 @@ class RecordingBackoff(Backoff, Protocol):
         """Record whether an attempt succeeded."""
 
 
-def _check_retry(owner: str, retry: int) -> None:
-    if retry < 1:
-        raise ValueError(f"{owner}.delay retry must be >= 1, got {retry!r}")
+def _bad_retry(owner: str, retry: int) -> NoReturn:
+    # Callers test ``retry < 1`` inline: delay() is on every failed call's path.
+    raise ValueError(f"{owner}.delay retry must be >= 1, got {retry!r}")
 
 
 def _bounded(value: float, cap: float) -> float:
@@ -189,7 +189,8 @@ class Constant:
 
     def delay(self, retry: int, rng: RandomSource, previous: float) -> float:
         """Return ``seconds``."""
-        _check_retry("Constant", retry)
+        if retry < 1:
+            _bad_retry("Constant", retry)
         return self.seconds
 
 
@@ -226,7 +227,8 @@ class Linear:
 
     def delay(self, retry: int, rng: RandomSource, previous: float) -> float:
         """Return ``min(max_delay, initial + step * (retry - 1))``."""
-        _check_retry("Linear", retry)
+        if retry < 1:
+            _bad_retry("Linear", retry)
         index = retry - 1
         if index >= self._limit:
             return self.max_delay
@@ -269,7 +271,8 @@ class Exponential:
 
     def delay(self, retry: int, rng: RandomSource, previous: float) -> float:
         """Return ``min(max_delay, initial * multiplier ** (retry - 1))``."""
-        _check_retry("Exponential", retry)
+        if retry < 1:
+            _bad_retry("Exponential", retry)
         return _exponential(retry, self.initial, self.multiplier, self._limit, self.max_delay)
 
 
@@ -310,7 +313,8 @@ class Fibonacci:
 
     def delay(self, retry: int, rng: RandomSource, previous: float) -> float:
         """Return ``min(max_delay, initial * F(retry))``."""
-        _check_retry("Fibonacci", retry)
+        if retry < 1:
+            _bad_retry("Fibonacci", retry)
         table = self._table
         if retry > len(table):
             return self.max_delay
@@ -341,7 +345,8 @@ class FullJitter:
 
     def delay(self, retry: int, rng: RandomSource, previous: float) -> float:
         """Return ``uniform(0, min(max_delay, initial * multiplier ** (retry - 1)))``."""
-        _check_retry("FullJitter", retry)
+        if retry < 1:
+            _bad_retry("FullJitter", retry)
         ceiling = _exponential(retry, self.initial, self.multiplier, self._limit, self.max_delay)
         return _bounded(rng.uniform(0.0, ceiling), self.max_delay)
 
@@ -371,7 +376,8 @@ class EqualJitter:
 
     def delay(self, retry: int, rng: RandomSource, previous: float) -> float:
         """Return ``t / 2 + uniform(0, t / 2)`` for the capped exponential ``t``."""
-        _check_retry("EqualJitter", retry)
+        if retry < 1:
+            _bad_retry("EqualJitter", retry)
         ceiling = _exponential(retry, self.initial, self.multiplier, self._limit, self.max_delay)
         half = ceiling / 2.0
         return _bounded(half + rng.uniform(0.0, half), self.max_delay)
@@ -403,7 +409,8 @@ class DecorrelatedJitter:
 
     def delay(self, retry: int, rng: RandomSource, previous: float) -> float:
         """Return ``min(max_delay, uniform(initial, max(previous, initial) * 3))``."""
-        _check_retry("DecorrelatedJitter", retry)
+        if retry < 1:
+            _bad_retry("DecorrelatedJitter", retry)
         initial = self.initial
         max_delay = self.max_delay
         # ``not >=`` also catches NaN; clamping at the cap keeps ``previous * 3`` finite.
@@ -511,7 +518,8 @@ class Adaptive:
 
     def delay(self, retry: int, rng: RandomSource, previous: float) -> float:
         """Return ``min_delay + ratio * (e(retry) - min_delay) * (1 - jitter * u)``."""
-        _check_retry("Adaptive", retry)
+        if retry < 1:
+            _bad_retry("Adaptive", retry)
         ceiling = _exponential(retry, self.initial, self.multiplier, self._limit, self.max_delay)
         floor = self.min_delay
         span = (ceiling - floor) * self._state.ratio

@@ -290,16 +290,27 @@ class Retry(Standalone):
         elif config.retry_on_result is None or not config.retry_on_result(result):
             return "not_retryable"
         limit = config.max_attempts
-        if TEST_MODE.enabled and TEST_MODE.attempts < limit:
+        testing = TEST_MODE.enabled
+        if testing and TEST_MODE.attempts < limit:
             limit = TEST_MODE.attempts
         if state.attempt >= limit:
             return "max_attempts"
-        server_delay = config.retry_after(error, result)
+        reader = config.retry_after
+        if reader is read_retry_after:
+            # The default reader, short-cut for the usual error that carries no delay.
+            carrier = error if error is not None else result
+            server_delay = (
+                None
+                if getattr(carrier, "retry_after", None) is None
+                else read_retry_after(error, result)
+            )
+        else:
+            server_delay = reader(error, result)
         if server_delay is not None:
             delay = min(server_delay, config.max_retry_after)
         else:
             delay = config.backoff.delay(state.attempt, self.rng, state.previous_delay)
-        if TEST_MODE.enabled:
+        if testing:
             delay = 0.0
         if state.deadline is not None and now + delay >= state.deadline:
             return "deadline"
