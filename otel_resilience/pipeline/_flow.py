@@ -262,19 +262,7 @@ class CallRun:
                 breaker.on_error(ticket, error, duration)  # type: ignore[union-attr]
             timed_out = isinstance(error, ResilienceTimeoutError)
             outcome = AttemptOutcome.TIMEOUT if timed_out else AttemptOutcome.FAILURE
-        self.error, self.result, self.outcome, self.ended = error, result, outcome, ended
-        if pipeline.observes_outcomes:
-            pipeline.retry.observe(success=False)  # type: ignore[union-attr]
-        observer = self.observer
-        if observer is not None:
-            safe_call(
-                "call observer",
-                observer.attempt_ended,
-                self.attempt,
-                outcome,
-                error,
-                duration,
-            )
+        self.fail(error, result, outcome, ended)
         return False
 
     def fail(
