@@ -168,6 +168,7 @@ class CircuitBreaker(Standalone):
         "_listener",
         "_lock",
         "_minimum_calls",
+        "_monotonic",
         "_name",
         "_notify",
         "_open_backoff",
@@ -219,6 +220,8 @@ class CircuitBreaker(Standalone):
         self._name = name
         self._config = config
         self._clock: Clock = SYSTEM_CLOCK if clock is None else clock
+        # Bound once: the OPEN rejection path reads the clock on every call.
+        self._monotonic = self._clock.monotonic
         self._rng: RandomSource = default_random() if rng is None else rng
         self._listener = listener
         self._pipeline: Pipeline | None = None
@@ -384,7 +387,7 @@ class CircuitBreaker(Standalone):
         elif state is _OPEN and self._listener is None:
             # Rejection while OPEN, inline for the same reason (and one frame fewer for
             # the exception to unwind). With a listener, the slow path queues the event.
-            now = self._clock.monotonic()
+            now = self._monotonic()
             lock = self._lock
             lock.acquire()
             if self._state is _OPEN and now < self._open_until:
