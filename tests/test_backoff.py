@@ -9,6 +9,7 @@ import re
 import sys
 import threading
 from collections.abc import Callable, Iterator
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -307,8 +308,11 @@ def test_fibonacci_matches_the_naive_sequence(backoff: Fibonacci, retry: int) ->
     previous, current = 0, 1  # exact integers: F(1) = 1
     for _ in range(retry - 1):
         previous, current = current, previous + current
-    # Beyond 1e300 the exact product is past every representable cap.
-    scaled = backoff.initial * current if current < 10**300 else math.inf
+    # Exact rational arithmetic: a subnormal ``initial`` times a huge F(n) can still be tiny.
+    try:
+        scaled = float(Fraction(backoff.initial) * current)
+    except OverflowError:
+        scaled = math.inf
     expected = min(backoff.max_delay, scaled)
     assert backoff.delay(retry, random.Random(0), 0.0) == pytest.approx(expected)
 

@@ -20,7 +20,7 @@ import threading
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final, cast
+from typing import TYPE_CHECKING, Any, Final, NamedTuple, cast
 
 # Imported as a module: ``_events`` imports ``breaker._state``, so when it is imported
 # first this package initialises while ``_events`` is only half-built. Attribute access
@@ -34,6 +34,9 @@ from otel_resilience.breaker._state import CircuitState
 from otel_resilience.breaker._window import FAILURE, SLOW, CountWindow, SlidingWindow, TimeWindow
 
 if TYPE_CHECKING:
+    from opentelemetry.metrics import MeterProvider
+    from opentelemetry.trace import TracerProvider
+
     from otel_resilience._events import CircuitStateChanged, ResilienceEvent, ResilienceListener
     from otel_resilience.pipeline import Pipeline
 
@@ -66,6 +69,15 @@ _OPEN: Final = CircuitState.OPEN
 _HALF_OPEN: Final = CircuitState.HALF_OPEN
 _FORCED_OPEN: Final = CircuitState.FORCED_OPEN
 _DISABLED: Final = CircuitState.DISABLED
+
+
+class CircuitBreakerCounts(NamedTuple):
+    """The lifetime counters of a breaker (see :meth:`CircuitBreaker.observed_counts`)."""
+
+    successes: int
+    failures: int
+    ignored: int
+    rejections: int
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -133,6 +145,11 @@ class CircuitBreaker(Standalone):
         rng: the random source for ``open_backoff`` jitter; a fresh one when omitted.
         listener: receives :class:`~otel_resilience._events.CircuitStateChanged` and
             :class:`~otel_resilience._events.CallRejected` events (outside the lock).
+            Default: the OpenTelemetry adapter on the global providers.
+        tracer_provider: report to these OpenTelemetry providers instead of the global
+            ones (not with ``listener``).
+        meter_provider: as ``tracer_provider``.
+        telemetry: ``False`` switches reporting off (no listener at all).
 
     Example:
         >>> from otel_resilience.testing import FakeClock
@@ -148,6 +165,7 @@ class CircuitBreaker(Standalone):
     """
 
     __slots__ = (
+        "__weakref__",
         "_callbacks",
         "_clock",
         "_config",
@@ -180,6 +198,7 @@ class CircuitBreaker(Standalone):
         "_record_predicate",
         "_record_result",
         "_record_types",
+        "_reject_events",
         "_rejections",
         "_rng",
         "_slow_call_duration",
@@ -206,9 +225,22 @@ class CircuitBreaker(Standalone):
         clock: Clock | None = None,
         rng: RandomSource | None = None,
         listener: ResilienceListener | None = None,
+        tracer_provider: TracerProvider | None = None,
+        meter_provider: MeterProvider | None = None,
+        telemetry: bool = True,
     ) -> None:
         if not isinstance(name, str):
             raise TypeError(f"CircuitBreaker.name must be a str, got {type(name).__name__}")
+        # Imported here: the telemetry package imports the breaker state and events.
+        from otel_resilience.telemetry._default import resolve_listener  # noqa: PLC0415
+
+        listener = resolve_listener(
+            "CircuitBreaker",
+            listener,
+            telemetry=telemetry,
+            tracer_provider=tracer_provider,
+            meter_provider=meter_provider,
+        )
         if not name:
             raise ValueError("CircuitBreaker.name must not be empty")
         if config is None:
@@ -224,6 +256,9 @@ class CircuitBreaker(Standalone):
         self._monotonic = self._clock.monotonic
         self._rng: RandomSource = default_random() if rng is None else rng
         self._listener = listener
+        # Whether each rejection is reported as an event (an optional listener attribute:
+        # the OpenTelemetry adapter counts rejections from the breaker itself instead).
+        self._reject_events = listener is not None and getattr(listener, "wants_rejections", True)
         self._pipeline: Pipeline | None = None
         self._callbacks: tuple[StateChangeCallback, ...] = ()
         self._notify = listener is not None
@@ -277,6 +312,9 @@ class CircuitBreaker(Standalone):
         self._rejections = 0
         self._slow_calls = 0
         self._stale = 0
+        track = getattr(listener, "track", None)
+        if track is not None:
+            track(self)  # observed by the telemetry listener at collection time
 
     # -- identity and inspection --------------------------------------------------------
 
@@ -306,6 +344,24 @@ class CircuitBreaker(Standalone):
             if self._pending:
                 self._drain()
         return state
+
+    def observed_state(self) -> CircuitState:
+        """The state as telemetry reports it, without moving the breaker.
+
+        An OPEN breaker whose open period has passed reads HALF_OPEN (it becomes so at its
+        next call). No lock, no event: safe inside a metric collection callback.
+        """
+        state = self._state
+        if state is _OPEN and self._monotonic() >= self._open_until:
+            return _HALF_OPEN
+        return state
+
+    def observed_counts(self) -> CircuitBreakerCounts:
+        """The lifetime call counters, read together, without moving the breaker."""
+        with self._lock:
+            return CircuitBreakerCounts(
+                self._successes, self._failures, self._ignored, self._rejections
+            )
 
     @property
     def metrics(self) -> CircuitBreakerMetrics:
@@ -376,7 +432,7 @@ class CircuitBreaker(Standalone):
                 lock.release()
                 return generation
             lock.release()
-        elif state is _FORCED_OPEN and self._listener is None:
+        elif state is _FORCED_OPEN and not self._reject_events:
             lock = self._lock
             lock.acquire()
             if self._state is _FORCED_OPEN:
@@ -384,7 +440,7 @@ class CircuitBreaker(Standalone):
                 lock.release()
                 raise CircuitOpenError(self._name, None)
             lock.release()
-        elif state is _OPEN and self._listener is None:
+        elif state is _OPEN and not self._reject_events:
             # Rejection while OPEN, inline for the same reason (and one frame fewer for
             # the exception to unwind). With a listener, the slow path queues the event.
             now = self._monotonic()
@@ -417,7 +473,7 @@ class CircuitBreaker(Standalone):
                     retry_after = self._open_until - now
             if ticket is None:
                 self._rejections += 1
-                if self._listener is not None:
+                if self._reject_events:
                     if len(self._pending) < MAX_PENDING_EVENTS:
                         self._pending.append(
                             _events.CallRejected(

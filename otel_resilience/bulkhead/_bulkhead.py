@@ -12,11 +12,15 @@ from __future__ import annotations
 import enum
 import threading
 from collections import deque
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from otel_resilience._errors import BulkheadFullError
 from otel_resilience._events import BulkheadRejected, ResilienceListener, safe_call
 from otel_resilience._validation import check_int, check_optional_number
+
+if TYPE_CHECKING:
+    from opentelemetry.metrics import MeterProvider
+    from opentelemetry.trace import TracerProvider
 
 __all__ = [
     "BULKHEAD_REJECTION_REASONS",
@@ -96,6 +100,7 @@ class Bulkhead:
     """
 
     __slots__ = (
+        "__weakref__",
         "_in_flight",
         "_listener",
         "_lock",
@@ -115,6 +120,9 @@ class Bulkhead:
         queue_timeout: float | None = DEFAULT_QUEUE_TIMEOUT,
         name: str = DEFAULT_BULKHEAD_NAME,
         listener: ResilienceListener | None = None,
+        tracer_provider: TracerProvider | None = None,
+        meter_provider: MeterProvider | None = None,
+        telemetry: bool = True,
     ) -> None:
         self._max_concurrent = check_int("Bulkhead", "max_concurrent", max_concurrent)
         self._max_queue = check_int("Bulkhead", "max_queue", max_queue, minimum=0)
@@ -136,11 +144,29 @@ class Bulkhead:
             raise TypeError(
                 f"Bulkhead.listener must have an on_event method, got {type(listener).__name__}"
             )
-        self._listener = listener
+        # Imported here: the telemetry package imports the breaker state and events.
+        from otel_resilience.telemetry._default import resolve_listener  # noqa: PLC0415
+
+        resolved = resolve_listener(
+            "Bulkhead",
+            listener,
+            telemetry=telemetry,
+            tracer_provider=tracer_provider,
+            meter_provider=meter_provider,
+        )
+        # Each rejection is reported as an event unless the listener counts them itself.
+        self._listener = (
+            resolved
+            if resolved is not None and getattr(resolved, "wants_rejections", True)
+            else None
+        )
         self._lock = threading.Lock()
         self._in_flight = 0
         self._rejections = 0
         self._queue: deque[BulkheadWaiter] = deque()
+        track = getattr(resolved, "track", None)
+        if track is not None:
+            track(self)  # observed by the telemetry listener at collection time
 
     @property
     def name(self) -> str:

@@ -42,6 +42,7 @@ __all__ = [
     "error_type",
     "finish",
     "queue_wait",
+    "reports_events",
     "start_call",
     "total_timeout",
 ]
@@ -104,6 +105,14 @@ def end_queue_wait(
         raise ResilienceTimeoutError(seconds, "attempt")
     # Past the total deadline, the driver turns this into the total timeout.
     raise bulkhead.rejected_error("queue_timeout")
+
+
+def reports_events(pipeline: Pipeline) -> bool:
+    """Whether the pipeline's listener takes events now (see ``ResilienceListener``)."""
+    if pipeline.listener is None:
+        return False
+    enabled = pipeline.listener_enabled
+    return enabled is None or bool(enabled())
 
 
 def start_call(listener: ResilienceListener, pipeline: str) -> CallObserver | None:

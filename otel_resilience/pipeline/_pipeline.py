@@ -11,9 +11,13 @@ from otel_resilience.breaker import CircuitBreaker
 from otel_resilience.bulkhead import Bulkhead
 from otel_resilience.fallback import Fallback
 from otel_resilience.retry import Retry, RetryConfig
+from otel_resilience.telemetry._default import resolve_listener
 from otel_resilience.timeout import Timeout
 
 if TYPE_CHECKING:
+    from opentelemetry.metrics import MeterProvider
+    from opentelemetry.trace import TracerProvider
+
     from otel_resilience._events import ResilienceListener
     from otel_resilience.retry import RetryBudget
 
@@ -67,7 +71,12 @@ class Pipeline:
         bulkhead: a :class:`Bulkhead`.
         clock: time source for timeouts, durations and sleeps; by default the clock of the
             retry, else of the breaker, else the system clock.
-        listener: telemetry listener.
+        listener: the telemetry listener. Default: the OpenTelemetry adapter on the global
+            providers (which records nothing until an SDK is set up).
+        tracer_provider: report to these OpenTelemetry providers instead of the global
+            ones (not with ``listener``).
+        meter_provider: as ``tracer_provider``.
+        telemetry: ``False`` switches reporting off for this pipeline.
 
     Example:
         >>> from otel_resilience import CircuitBreaker, Pipeline, RetryConfig
@@ -93,6 +102,7 @@ class Pipeline:
         "fallback",
         "fast",
         "listener",
+        "listener_enabled",
         "name",
         "observes_outcomes",
         "passthrough",
@@ -113,6 +123,9 @@ class Pipeline:
         bulkhead: Bulkhead | None = None,
         clock: Clock | None = None,
         listener: ResilienceListener | None = None,
+        tracer_provider: TracerProvider | None = None,
+        meter_provider: MeterProvider | None = None,
+        telemetry: bool = True,
     ) -> None:
         if not isinstance(name, str):
             raise TypeError(f"Pipeline.name must be a str, got {type(name).__name__} {name!r}")
@@ -122,6 +135,13 @@ class Pipeline:
             raise TypeError(
                 f"Pipeline.clock must implement the Clock protocol, got {type(clock).__name__}"
             )
+        listener = resolve_listener(
+            "Pipeline",
+            listener,
+            telemetry=telemetry,
+            tracer_provider=tracer_provider,
+            meter_provider=meter_provider,
+        )
         if listener is not None and not (
             callable(getattr(listener, "start_call", None))
             and callable(getattr(listener, "on_event", None))
@@ -155,6 +175,8 @@ class Pipeline:
         self.bulkhead = bulkhead
         self.clock: Clock = clock
         self.listener = listener
+        # An optional listener method: while it says False, the drivers skip events.
+        self.listener_enabled: Callable[[], bool] | None = getattr(listener, "enabled", None)
         self.budget: RetryBudget | None = retry.config.budget if retry is not None else None
         # Flags the drivers read so the success path skips what is not configured.
         self.checks_result = (retry is not None and retry.config.retry_on_result is not None) or (

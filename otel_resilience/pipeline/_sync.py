@@ -19,6 +19,7 @@ from otel_resilience.pipeline._flow import (
     emit,
     end_queue_wait,
     queue_wait,
+    reports_events,
     start_call,
 )
 from otel_resilience.retry import RetryState
@@ -149,7 +150,7 @@ def _retry_after_first(
     retry's and the breaker's, and a :class:`CallRun` is made only to give up.
     """
     retry = pipeline.retry
-    if retry is None or pipeline.listener is not None:
+    if retry is None or reports_events(pipeline):
         run = CallRun(pipeline, None)
         run.fail(error, None, outcome, 0.0)
         return _run(pipeline, fn, args, kwargs, run, failed=True)

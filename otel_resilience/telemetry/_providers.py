@@ -1,0 +1,62 @@
+"""Is an OpenTelemetry SDK set up? Asked on every protected call, so it must be cheap.
+
+``trace.get_tracer_provider()`` answers, but while no provider is set it looks up an
+environment variable each time (about 0.8 µs here, more than the whole protected call).
+The global provider can be set only once, so these helpers read the API's module global
+directly and fall back to the public getter if the API ever stops having it.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from opentelemetry import metrics as metrics_api
+from opentelemetry import trace as trace_api
+from opentelemetry.metrics import _internal as metrics_internal
+
+if TYPE_CHECKING:
+    from opentelemetry.metrics import MeterProvider
+    from opentelemetry.trace import TracerProvider
+
+__all__ = ["meter_ready", "tracer_ready"]
+
+_API_MODULES = ("opentelemetry.trace", "opentelemetry.metrics")
+_MISSING = object()
+
+
+def _is_sdk(provider: object) -> bool:
+    """A provider that records: anything but the API's own no-op and proxy providers."""
+    return not type(provider).__module__.startswith(_API_MODULES)
+
+
+def _load_from_environment() -> None:
+    # OTEL_PYTHON_TRACER_PROVIDER / _METER_PROVIDER: the public getters load and set it.
+    trace_api.get_tracer_provider()
+    metrics_api.get_meter_provider()
+
+
+_load_from_environment()
+
+
+def tracer_ready(explicit: TracerProvider | None) -> TracerProvider | None:
+    """The provider to trace with, or ``None`` while only the API is there."""
+    if explicit is not None:
+        return explicit if _is_sdk(explicit) else None
+    provider = getattr(trace_api, "_TRACER_PROVIDER", _MISSING)
+    if provider is _MISSING:
+        provider = trace_api.get_tracer_provider()
+    if provider is None or not _is_sdk(provider):
+        return None
+    return provider  # type: ignore[return-value]
+
+
+def meter_ready(explicit: MeterProvider | None) -> MeterProvider | None:
+    """The provider to measure with, or ``None`` while only the API is there."""
+    if explicit is not None:
+        return explicit if _is_sdk(explicit) else None
+    provider = getattr(metrics_internal, "_METER_PROVIDER", _MISSING)
+    if provider is _MISSING:
+        provider = metrics_api.get_meter_provider()
+    if provider is None or not _is_sdk(provider):
+        return None
+    return provider  # type: ignore[return-value]
