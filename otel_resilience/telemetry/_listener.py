@@ -57,6 +57,10 @@ ATTEMPT_CONTEXT_KEY = otel_context.create_key("otel_resilience.attempt")
 """OpenTelemetry context key holding the running attempt's number (1-based)."""
 
 _SUCCESS = AttemptOutcome.SUCCESS
+_MAX_LABEL_SETS = 1024
+_MAX_COUNT_SERIES = 2048
+"""Series kept per count; beyond, new error types are counted under ``_OTHER``."""
+_OTHER = "_OTHER"
 _REJECTED = AttemptOutcome.REJECTED
 _STATES = tuple(CircuitState)
 
@@ -145,11 +149,10 @@ class _CallObserver:
         listener = self._listener
         error_type = _error_type(error)
         if listener.metrics_on():
-            attributes = {names.ATTR_PIPELINE: self._pipeline, names.ATTR_OUTCOME: outcome.value}
-            listener.attempt_duration.record(duration, attributes)
-            if error_type is not None:
-                attributes[names.ATTR_ERROR_TYPE] = error_type
-            listener.attempts.add(1, attributes)
+            listener.attempt_duration.record(
+                duration, listener.labels(self._pipeline, outcome.value)
+            )
+            listener.attempt_counts.add(self._pipeline, outcome.value, error_type)
         span = self._attempt_span
         if span is None:
             return
@@ -218,14 +221,10 @@ class _CallObserver:
         except ValueError:  # ended in another context than it started: nothing to restore
             _CURRENT.set(None)
         if listener.metrics_on():
-            attributes: dict[str, Any] = {
-                names.ATTR_PIPELINE: self._pipeline,
-                names.ATTR_OUTCOME: outcome.value,
-            }
-            listener.call_duration.record(duration, attributes)
-            if error is not None:
-                attributes[names.ATTR_ERROR_TYPE] = type(error).__qualname__
-            listener.calls.add(1, attributes)
+            listener.call_duration.record(duration, listener.labels(self._pipeline, outcome.value))
+            listener.call_counts.add(
+                self._pipeline, outcome.value, None if error is None else type(error).__qualname__
+            )
         span = self._span
         if span is None:
             return
@@ -320,6 +319,10 @@ class OpenTelemetryListener:
         self._breakers: weakref.WeakSet[CircuitBreaker] = weakref.WeakSet()
         self._bulkheads: weakref.WeakSet[Bulkhead] = weakref.WeakSet()
         self._lock = threading.Lock()
+        self._labels: dict[tuple[str, str], dict[str, str]] = {}
+        # Calls and attempts are plain integers, exported at collection time.
+        self.call_counts = _Counts()
+        self.attempt_counts = _Counts()
         provider = (
             meter_provider if meter_provider is not None else metrics_api.get_meter_provider()
         )
@@ -342,9 +345,7 @@ class OpenTelemetryListener:
                 explicit_bucket_boundaries_advisory=buckets,
             )
 
-        self.calls = counter(names.METRIC_CALLS)
         self.call_duration = histogram(names.METRIC_CALL_DURATION)
-        self.attempts = counter(names.METRIC_ATTEMPTS)
         self.attempt_duration = histogram(names.METRIC_ATTEMPT_DURATION)
         self.retries = counter(names.METRIC_RETRIES)
         self.retry_delay = histogram(names.METRIC_RETRY_DELAY)
@@ -361,6 +362,8 @@ class OpenTelemetryListener:
                 metric.name, [callback], unit=metric.unit, description=metric.description
             )
         for metric, callback in (
+            (names.METRIC_CALLS, self.call_counts.observe),
+            (names.METRIC_ATTEMPTS, self.attempt_counts.observe),
             (names.METRIC_BREAKER_CALLS, self._observe_breaker_calls),
             (names.METRIC_BREAKER_REJECTIONS, self._observe_breaker_rejections),
             (names.METRIC_BULKHEAD_REJECTIONS, self._observe_bulkhead_rejections),
@@ -368,6 +371,19 @@ class OpenTelemetryListener:
             meter.create_observable_counter(
                 metric.name, [callback], unit=metric.unit, description=metric.description
             )
+
+    def labels(self, pipeline: str, outcome: str) -> dict[str, str]:
+        """The (shared, read-only) attribute dict of a pipeline and outcome."""
+        key = (pipeline, outcome)
+        labels = self._labels.get(key)
+        if labels is None:
+            if len(self._labels) >= _MAX_LABEL_SETS:
+                self._labels.clear()  # bounded: pipelines are few; this is a safety valve
+            labels = self._labels[key] = {
+                names.ATTR_PIPELINE: pipeline,
+                names.ATTR_OUTCOME: outcome,
+            }
+        return labels
 
     # -- is anything listening? -------------------------------------------------------------
 
@@ -616,6 +632,44 @@ class OpenTelemetryListener:
             f"OpenTelemetryListener(tracing={self._tracing}, metrics={self._metering}, "
             f"breakers={len(self._breakers)}, bulkheads={len(self._bulkheads)})"
         )
+
+
+class _Counts:
+    """Counts by (pipeline, outcome, error type), kept in plain integers.
+
+    Incrementing costs a lock and a dict update instead of an SDK measurement; an
+    observable counter reports the totals when metrics are collected.
+    """
+
+    __slots__ = ("_counts", "_lock")
+
+    def __init__(self) -> None:
+        self._counts: dict[tuple[str, str, str | None], int] = {}
+        self._lock = threading.Lock()
+
+    def add(self, pipeline: str, outcome: str, error_type: str | None) -> None:
+        key = (pipeline, outcome, error_type)
+        with self._lock:
+            counts = self._counts
+            if key in counts:
+                counts[key] += 1
+            elif len(counts) < _MAX_COUNT_SERIES:
+                counts[key] = 1
+            else:  # bounded: too many error types fold into one series
+                fallback = (pipeline, outcome, _OTHER)
+                counts[fallback] = counts.get(fallback, 0) + 1
+
+    def observe(self, options: CallbackOptions) -> Iterable[Observation]:
+        del options
+        with self._lock:
+            items = list(self._counts.items())
+        observations = []
+        for (pipeline, outcome, error_type), value in items:
+            attributes = {names.ATTR_PIPELINE: pipeline, names.ATTR_OUTCOME: outcome}
+            if error_type is not None:
+                attributes[names.ATTR_ERROR_TYPE] = error_type
+            observations.append(Observation(value, attributes))
+        return observations
 
 
 def _without_none(attributes: dict[str, Any]) -> dict[str, Any]:

@@ -149,7 +149,7 @@ def prometheus_name(name: str, kind: str, unit: str) -> str:
 
 METRIC_CALLS: Final = MetricName(
     "resilience.calls",
-    "counter",
+    "observable_counter",
     "{call}",
     (ATTR_PIPELINE, ATTR_OUTCOME, ATTR_ERROR_TYPE),
     "Protected calls, by how they ended.",
@@ -163,7 +163,7 @@ METRIC_CALL_DURATION: Final = MetricName(
 )
 METRIC_ATTEMPTS: Final = MetricName(
     "resilience.attempts",
-    "counter",
+    "observable_counter",
     "{attempt}",
     (ATTR_PIPELINE, ATTR_OUTCOME, ATTR_ERROR_TYPE),
     "Attempts, by outcome (a call makes one or more).",
