@@ -22,7 +22,7 @@ from otel_resilience.pipeline._flow import (
     end_queue_wait,
     queue_wait,
     reports_events,
-    start_call,
+    start_call_failed,
 )
 from otel_resilience.retry import RetryState
 from otel_resilience.timeout import deadline_scope
@@ -161,7 +161,12 @@ async def run_async(
     ``fn`` is not called at all while the breaker rejects: no coroutine is created.
     """
     listener = pipeline.listener
-    observer = None if listener is None else start_call(listener, pipeline.name)
+    observer = None
+    if listener is not None:
+        try:  # inline rather than through a helper: this runs on every call
+            observer = listener.start_call(pipeline.name)
+        except Exception:  # noqa: BLE001 - a failing listener observes nothing
+            start_call_failed()
     if observer is not None or not pipeline.fast:
         return await _run(pipeline, fn, args, kwargs, CallRun(pipeline, observer))
     # Fast path, as in the sync driver.

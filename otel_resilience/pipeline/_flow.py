@@ -19,7 +19,6 @@ from otel_resilience._events import (
     CallOutcome,
     FallbackExecuted,
     ResilienceEvent,
-    ResilienceListener,
     RetryExhausted,
     RetryScheduled,
     TimeoutExceeded,
@@ -43,7 +42,7 @@ __all__ = [
     "finish",
     "queue_wait",
     "reports_events",
-    "start_call",
+    "start_call_failed",
     "total_timeout",
 ]
 
@@ -115,13 +114,9 @@ def reports_events(pipeline: Pipeline) -> bool:
     return enabled is None or bool(enabled())
 
 
-def start_call(listener: ResilienceListener, pipeline: str) -> CallObserver | None:
-    """Ask ``listener`` for the call's observer; a listener that raises observes nothing."""
-    try:
-        return listener.start_call(pipeline)
-    except Exception:  # noqa: BLE001 - telemetry must never break the call
-        LISTENER_ERRORS.exception("resilience listener start_call")
-        return None
+def start_call_failed() -> None:
+    """A listener's ``start_call`` raised: log it (rate-limited); the call goes on unobserved."""
+    LISTENER_ERRORS.exception("resilience listener start_call")
 
 
 def finish(

@@ -39,7 +39,12 @@ from otel_resilience._events import (
 )
 from otel_resilience.breaker._state import CircuitState
 from otel_resilience.telemetry import names
-from otel_resilience.telemetry._providers import meter_ready, tracer_ready
+from otel_resilience.telemetry._providers import (
+    GLOBALS_READABLE,
+    meter_ready,
+    metrics_internal,
+    tracer_ready,
+)
 from otel_resilience.telemetry._text import DEFAULT_MAX_TEXT_BYTES, error_message
 
 if TYPE_CHECKING:
@@ -316,6 +321,8 @@ class OpenTelemetryListener:
         self._tracer: Tracer | None = None
         self._tracing = False
         self._metering = False
+        # Explicit providers are asked once; global ones are watched until an SDK shows up.
+        self._watch_globals = tracer_provider is None or meter_provider is None
         self._breakers: weakref.WeakSet[CircuitBreaker] = weakref.WeakSet()
         self._bulkheads: weakref.WeakSet[Bulkhead] = weakref.WeakSet()
         self._lock = threading.Lock()
@@ -328,6 +335,7 @@ class OpenTelemetryListener:
         )
         meter = provider.get_meter(names.INSTRUMENTATION_SCOPE, _VERSION)
         self._create_instruments(meter)
+        self.enabled()  # explicit SDK providers switch on here, once
 
     # -- instruments ----------------------------------------------------------------------
 
@@ -420,8 +428,16 @@ class OpenTelemetryListener:
 
     def start_call(self, pipeline: str) -> _Guarded | None:
         """Start following one call; ``None`` (nothing at all) while nothing records."""
-        if not (self._tracing or self._metering or self.enabled()):
-            return None
+        if not (self._tracing or self._metering):
+            # The no-SDK case, on every protected call: two module globals, no call.
+            if not self._watch_globals or (
+                GLOBALS_READABLE
+                and trace_api._TRACER_PROVIDER is None
+                and metrics_internal._METER_PROVIDER is None
+            ):
+                return None
+            if not self.enabled():
+                return None
         tracer = self._tracer if self.tracing_on() else None
         try:
             return _Guarded(_CallObserver(self, pipeline, tracer))

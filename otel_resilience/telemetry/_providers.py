@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from opentelemetry.metrics import MeterProvider
     from opentelemetry.trace import TracerProvider
 
-__all__ = ["meter_ready", "tracer_ready"]
+__all__ = ["GLOBALS_READABLE", "meter_ready", "metrics_internal", "trace_api", "tracer_ready"]
 
 _API_MODULES = ("opentelemetry.trace", "opentelemetry.metrics")
 _MISSING = object()
@@ -36,6 +36,11 @@ def _load_from_environment() -> None:
 
 
 _load_from_environment()
+
+GLOBALS_READABLE = hasattr(trace_api, "_TRACER_PROVIDER") and hasattr(
+    metrics_internal, "_METER_PROVIDER"
+)
+"""Whether the API's module globals can be read directly (the hot-path check)."""
 
 
 def tracer_ready(explicit: TracerProvider | None) -> TracerProvider | None:
