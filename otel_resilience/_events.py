@@ -51,6 +51,9 @@ class AttemptOutcome(enum.Enum):
     """A breaker or bulkhead refused the attempt; the function was not called."""
     TIMEOUT = "timeout"
     """The attempt overran its timeout."""
+    CANCELLED = "cancelled"
+    """Control flow (cancellation, interrupt, generator close) ended the attempt: never
+    counted as a failure."""
 
 
 class CallOutcome(enum.Enum):

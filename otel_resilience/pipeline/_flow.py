@@ -298,7 +298,7 @@ class CallRun:
                 "call observer",
                 observer.attempt_ended,
                 self.attempt,
-                AttemptOutcome.FAILURE,
+                AttemptOutcome.CANCELLED,
                 exc,
                 now - self.attempt_started,
             )

@@ -13,7 +13,7 @@ if TYPE_CHECKING:
 
     from otel_resilience._events import ResilienceListener
 
-__all__ = ["default_listener", "resolve_listener"]
+__all__ = ["default_listener", "listener_for", "resolve_listener"]
 
 _default: OpenTelemetryListener | None = None
 _lock = threading.Lock()
@@ -60,5 +60,29 @@ def resolve_listener(
             raise TypeError(f"{owner}: providers given but telemetry=False")
         return None
     if explicit:
-        return OpenTelemetryListener(tracer_provider=tracer_provider, meter_provider=meter_provider)
+        return listener_for(tracer_provider, meter_provider)
     return default_listener()
+
+
+_by_providers: dict[tuple[int, int], tuple[object, object, OpenTelemetryListener]] = {}
+
+
+def listener_for(
+    tracer_provider: TracerProvider | None, meter_provider: MeterProvider | None
+) -> OpenTelemetryListener:
+    """The one :class:`OpenTelemetryListener` of a pair of providers.
+
+    Shared, because a meter keeps the first registration of an instrument name: a second
+    adapter on the same meter provider would register callbacks that are never called.
+    """
+    key = (id(tracer_provider), id(meter_provider))
+    with _lock:
+        entry = _by_providers.get(key)
+        # The providers are kept in the entry, so their ids cannot be reused meanwhile.
+        if entry is not None and entry[0] is tracer_provider and entry[1] is meter_provider:
+            return entry[2]
+        listener = OpenTelemetryListener(
+            tracer_provider=tracer_provider, meter_provider=meter_provider
+        )
+        _by_providers[key] = (tracer_provider, meter_provider, listener)
+        return listener

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import threading
 import weakref
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable
 from contextvars import ContextVar, Token
 from typing import TYPE_CHECKING, Any
 
@@ -45,7 +45,7 @@ from otel_resilience.telemetry._providers import (
     metrics_internal,
     tracer_ready,
 )
-from otel_resilience.telemetry._text import DEFAULT_MAX_TEXT_BYTES, error_message
+from otel_resilience.telemetry._text import DEFAULT_MAX_TEXT_BYTES, error_message, stacktrace
 
 if TYPE_CHECKING:
     from opentelemetry.metrics import Meter, MeterProvider
@@ -67,6 +67,7 @@ _MAX_COUNT_SERIES = 2048
 """Series kept per count; beyond, new error types are counted under ``_OTHER``."""
 _OTHER = "_OTHER"
 _REJECTED = AttemptOutcome.REJECTED
+_CANCELLED = AttemptOutcome.CANCELLED
 _STATES = tuple(CircuitState)
 
 # The observer of the call running in this context, so that events reported through
@@ -118,12 +119,17 @@ class _CallObserver:
         self._recovery_span: Span | None = None
         self._recovery_token: Token[otel_context.Context] | None = None
         if tracer is not None:
-            span = tracer.start_span(
-                pipeline, kind=SpanKind.INTERNAL, attributes={names.ATTR_PIPELINE: pipeline}
-            )
-            self._span = span
-            self._context = trace_api.set_span_in_context(span)
-            self._call_token = otel_context.attach(self._context)
+            try:
+                span = tracer.start_span(
+                    pipeline, kind=SpanKind.INTERNAL, attributes={names.ATTR_PIPELINE: pipeline}
+                )
+            except Exception:  # noqa: BLE001 - a failing tracer leaves the metrics
+                LISTENER_ERRORS.exception("OpenTelemetry call span")
+                self._tracer = None
+            else:
+                self._span = span
+                self._context = trace_api.set_span_in_context(span)
+                self._call_token = otel_context.attach(self._context)
         self._observer_token = _CURRENT.set(self)
 
     # -- attempts --------------------------------------------------------------------------
@@ -165,7 +171,7 @@ class _CallObserver:
         token, self._attempt_token = self._attempt_token, None
         try:
             span.set_attribute(names.ATTR_OUTCOME, outcome.value)
-            if outcome is not _SUCCESS:
+            if outcome is not _SUCCESS and outcome is not _CANCELLED:
                 if error is not None:
                     span.set_attribute(names.ATTR_ERROR_TYPE, error_type)
                     listener.describe_error(span, error)
@@ -235,9 +241,10 @@ class _CallObserver:
             return
         self._span = None
         try:
+            # Each span is ended on its own, so one failing end cannot lose the others.
             if self._attempt_span is not None:  # never ended (should not happen): close it
-                self.attempt_ended(0, AttemptOutcome.FAILURE, error, 0.0)
-            self._end_recovery(error if outcome is CallOutcome.FAILURE else None)
+                _isolated(self.attempt_ended, 0, AttemptOutcome.FAILURE, error, 0.0)
+            _isolated(self._end_recovery, error if outcome is CallOutcome.FAILURE else None)
             span.set_attribute(names.ATTR_OUTCOME, outcome.value)
             if error is not None:
                 # The operation failed for its caller: only then is the call span an error.
@@ -538,16 +545,14 @@ class OpenTelemetryListener:
 
     def describe_error(self, span: Span, error: BaseException) -> None:
         """Add the ``exception`` event to a failed attempt's span, bounded."""
+        attributes = {
+            names.ATTR_EXCEPTION_TYPE: type(error).__qualname__,
+            names.ATTR_ERROR_MESSAGE: error_message(error, self._max_text),
+        }
         if self._stacktrace:
-            span.record_exception(error, escaped=False)
-            return
-        span.add_event(
-            "exception",
-            {
-                names.ATTR_EXCEPTION_TYPE: type(error).__qualname__,
-                names.ATTR_ERROR_MESSAGE: error_message(error, self._max_text),
-            },
-        )
+            # Not span.record_exception: it formats str(error) unguarded and unbounded.
+            attributes[names.ATTR_EXCEPTION_STACKTRACE] = stacktrace(error)
+        span.add_event("exception", attributes)
 
     # -- observed strategies ---------------------------------------------------------------
 
@@ -572,76 +577,50 @@ class OpenTelemetryListener:
 
     def _observe_breaker_state(self, options: CallbackOptions) -> Iterable[Observation]:
         del options
-        return self._guarded_observations(self._breaker_states)
-
-    def _breaker_states(self) -> Iterator[Observation]:
-        for breaker in self._snapshot(self._breakers):
-            state = breaker.observed_state()
-            for candidate in _STATES:
-                yield Observation(
-                    1 if candidate is state else 0,
-                    {names.ATTR_BREAKER: breaker.name, names.ATTR_BREAKER_STATE: candidate.value},
-                )
+        return self._each(self._breakers, _breaker_state)
 
     def _observe_breaker_calls(self, options: CallbackOptions) -> Iterable[Observation]:
         del options
-        return self._guarded_observations(self._breaker_calls)
-
-    def _breaker_calls(self) -> Iterator[Observation]:
-        for breaker in self._snapshot(self._breakers):
-            counts = breaker.observed_counts()
-            for outcome, value in (
-                ("success", counts.successes),
-                ("failure", counts.failures),
-                ("ignored", counts.ignored),
-            ):
-                yield Observation(
-                    value, {names.ATTR_BREAKER: breaker.name, names.ATTR_OUTCOME: outcome}
-                )
+        return self._each(self._breakers, _breaker_calls)
 
     def _observe_breaker_rejections(self, options: CallbackOptions) -> Iterable[Observation]:
         del options
-        return self._guarded_observations(
-            lambda: (
-                Observation(b.observed_counts().rejections, {names.ATTR_BREAKER: b.name})
-                for b in self._snapshot(self._breakers)
-            )
+        return self._each(
+            self._breakers,
+            lambda b: [Observation(b.observed_counts().rejections, {names.ATTR_BREAKER: b.name})],
         )
 
     def _observe_bulkhead_in_flight(self, options: CallbackOptions) -> Iterable[Observation]:
         del options
-        return self._guarded_observations(
-            lambda: (
-                Observation(b.in_flight, {names.ATTR_BULKHEAD: b.name})
-                for b in self._snapshot(self._bulkheads)
-            )
+        return self._each(
+            self._bulkheads, lambda b: [Observation(b.in_flight, {names.ATTR_BULKHEAD: b.name})]
         )
 
     def _observe_bulkhead_queued(self, options: CallbackOptions) -> Iterable[Observation]:
         del options
-        return self._guarded_observations(
-            lambda: (
-                Observation(b.queued, {names.ATTR_BULKHEAD: b.name})
-                for b in self._snapshot(self._bulkheads)
-            )
+        return self._each(
+            self._bulkheads, lambda b: [Observation(b.queued, {names.ATTR_BULKHEAD: b.name})]
         )
 
     def _observe_bulkhead_rejections(self, options: CallbackOptions) -> Iterable[Observation]:
         del options
-        return self._guarded_observations(
-            lambda: (
-                Observation(b.rejections, {names.ATTR_BULKHEAD: b.name})
-                for b in self._snapshot(self._bulkheads)
-            )
+        return self._each(
+            self._bulkheads, lambda b: [Observation(b.rejections, {names.ATTR_BULKHEAD: b.name})]
         )
 
-    @staticmethod
-    def _guarded_observations(produce: Any) -> list[Observation]:
-        try:
-            return list(produce())
-        except Exception:  # noqa: BLE001 - a failing observation must not stop collection
-            LISTENER_ERRORS.exception("OpenTelemetry observable callback")
-            return []
+    def _each(
+        self, items: weakref.WeakSet[Any], observe: Callable[[Any], list[Observation]]
+    ) -> list[Observation]:
+        """Observations of every tracked item; one failing item drops only its own."""
+        with self._lock:
+            snapshot = list(items)
+        observations: list[Observation] = []
+        for item in snapshot:
+            try:
+                observations.extend(observe(item))
+            except Exception:  # noqa: BLE001 - a failing observation must not stop collection
+                LISTENER_ERRORS.exception("OpenTelemetry observable callback")
+        return observations
 
     def __repr__(self) -> str:
         return (
@@ -686,6 +665,36 @@ class _Counts:
                 attributes[names.ATTR_ERROR_TYPE] = error_type
             observations.append(Observation(value, attributes))
         return observations
+
+
+def _breaker_state(breaker: CircuitBreaker) -> list[Observation]:
+    state = breaker.observed_state()
+    return [
+        Observation(
+            1 if candidate is state else 0,
+            {names.ATTR_BREAKER: breaker.name, names.ATTR_BREAKER_STATE: candidate.value},
+        )
+        for candidate in _STATES
+    ]
+
+
+def _breaker_calls(breaker: CircuitBreaker) -> list[Observation]:
+    counts = breaker.observed_counts()
+    return [
+        Observation(value, {names.ATTR_BREAKER: breaker.name, names.ATTR_OUTCOME: outcome})
+        for outcome, value in (
+            ("success", counts.successes),
+            ("failure", counts.failures),
+            ("ignored", counts.ignored),
+        )
+    ]
+
+
+def _isolated(fn: Callable[..., object], *args: Any) -> None:
+    try:
+        fn(*args)
+    except Exception:  # noqa: BLE001 - telemetry never breaks a call
+        LISTENER_ERRORS.exception("OpenTelemetry span")
 
 
 def _without_none(attributes: dict[str, Any]) -> dict[str, Any]:

@@ -25,6 +25,7 @@ __all__ = [
     "ATTR_ERROR_MESSAGE",
     "ATTR_ERROR_SEVERITY",
     "ATTR_ERROR_TYPE",
+    "ATTR_EXCEPTION_STACKTRACE",
     "ATTR_EXCEPTION_TYPE",
     "ATTR_FROM_STATE",
     "ATTR_HTTP_RESEND_COUNT",
@@ -91,6 +92,8 @@ ATTR_OUTCOME: Final = "resilience.outcome"
 ATTR_ERROR_TYPE: Final = "error.type"
 """Standard attribute: the exception's class name (qualified name, never the message)."""
 ATTR_EXCEPTION_TYPE: Final = "exception.type"
+ATTR_EXCEPTION_STACKTRACE: Final = "exception.stacktrace"
+"""Only with ``record_exception_stacktrace=True``; the innermost 8 KiB."""
 ATTR_ERROR_MESSAGE: Final = "exception.message"
 """Only on span events, truncated; never a metric attribute."""
 ATTR_ERROR_SEVERITY: Final = "resilience.error.severity"

@@ -375,12 +375,14 @@ def configure_telemetry(
     if os.environ.get(OTEL_SDK_DISABLED, "").strip().lower() == _TRUE:
         return TelemetryHandles(tracer_provider=None, meter_provider=None)
 
-    span_exporting = _trace_exporters(traces)
-    wants_tracer = bool(span_exporting) or bool(processors)
+    destinations = _trace_destinations(traces)
+    wants_tracer = bool(destinations) or bool(processors)
     wants_meter = prometheus or bool(readers)
     if set_global:
         _claim_globals(tracer=wants_tracer, meter=wants_meter)
     running = _Running()
+    meter_provider: MeterProvider | None = None
+    tracer_provider: TracerProvider | None = None
     try:
         resource = _resource(service_name, attributes)
         reader: PrometheusMetricReader | None = None
@@ -394,20 +396,17 @@ def configure_telemetry(
             running.server, running.thread = start_http_server(port, addr=host, registry=registry)
             bound = running.server.server_address
             address = (str(bound[0]), int(bound[1]))
-        meter_provider = (
-            MeterProvider(
+        if wants_meter:
+            meter_provider = MeterProvider(
                 metric_readers=[*([reader] if reader is not None else []), *readers],
                 resource=resource,
                 views=histogram_views(),
             )
-            if wants_meter
-            else None
-        )
-        tracer_provider: TracerProvider | None = None
         if wants_tracer:
+            # Last: the batching processor starts a worker thread as it is made.
             tracer_provider = TracerProvider(resource=resource)
             tracer_provider.add_span_processor(ResendCountSpanProcessor())
-            for processor in (*span_exporting, *processors):
+            for processor in (*_exporting_processors(destinations), *processors):
                 tracer_provider.add_span_processor(processor)
         if set_global:
             if tracer_provider is not None:
@@ -417,6 +416,10 @@ def configure_telemetry(
     except BaseException:
         if running.server is not None:
             _stop_server(running.server, running.thread)
+        if tracer_provider is not None:
+            tracer_provider.shutdown()
+        if meter_provider is not None:
+            meter_provider.shutdown()
         if set_global:
             _release_globals()
         raise
@@ -500,36 +503,36 @@ def _check_sequence(owner: str, field_name: str, value: Sequence[_T]) -> tuple[_
     return tuple(value)
 
 
-def _trace_exporters(traces: str) -> list[SpanProcessor]:
-    """The exporting span processors ``traces`` (and the environment) ask for."""
-    if traces == "auto":
-        chosen = os.environ.get(OTEL_TRACES_EXPORTER, "").strip().lower()
-        if chosen:
-            modes = {part.strip() for part in chosen.split(",") if part.strip()}
-            unknown = modes - {"otlp", "console", "none"}
-            if unknown:
-                raise ValueError(
-                    f"{OTEL_TRACES_EXPORTER} may name otlp, console or none here, "
-                    f"got {sorted(unknown)}"
-                )
-            modes.discard("none")
-        elif os.environ.get(OTEL_EXPORTER_OTLP_ENDPOINT) or os.environ.get(
-            OTEL_EXPORTER_OTLP_TRACES_ENDPOINT
-        ):
-            modes = {"otlp"}
-        else:
-            modes = set()
-    else:
-        modes = {traces} - {"none"}
+def _trace_destinations(traces: str) -> frozenset[str]:
+    """Where spans go (``otlp``, ``console``): ``traces``, read with the environment."""
+    if traces != "auto":
+        return frozenset({traces} - {"none"})
+    chosen = os.environ.get(OTEL_TRACES_EXPORTER, "").strip().lower()
+    if chosen:
+        modes = {part.strip() for part in chosen.split(",") if part.strip()}
+        unknown = modes - {"otlp", "console", "none"}
+        if unknown:
+            raise ValueError(
+                f"{OTEL_TRACES_EXPORTER} may name otlp, console or none here, got {sorted(unknown)}"
+            )
+        return frozenset(modes - {"none"})
+    if os.environ.get(OTEL_EXPORTER_OTLP_ENDPOINT) or os.environ.get(
+        OTEL_EXPORTER_OTLP_TRACES_ENDPOINT
+    ):
+        return frozenset({"otlp"})
+    return frozenset()
+
+
+def _exporting_processors(destinations: frozenset[str]) -> list[SpanProcessor]:
     processors: list[SpanProcessor] = []
-    if "otlp" in modes:
+    if "otlp" in destinations:
         # Imported only when used: it pulls in requests and protobuf.
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import (  # noqa: PLC0415
             OTLPSpanExporter,
         )
 
         processors.append(BatchSpanProcessor(OTLPSpanExporter()))
-    if "console" in modes:
+    if "console" in destinations:
         # sys.stdout looked up now, not at import: redirected output (tests, daemons) works.
         processors.append(SimpleSpanProcessor(ConsoleSpanExporter(out=sys.stdout)))
     return processors
