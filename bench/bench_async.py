@@ -25,6 +25,7 @@ from bench_sync import (
     FAILURE_THRESHOLD,
     OPEN_SECONDS,
     disable_stamina_hooks,
+    gives_up_on,
     not_open_circuit,
 )
 from harness import RESULT, Attempts, Case, Probe, Scenario, TransientError, main, typed
@@ -127,7 +128,7 @@ def success() -> Scenario:
             backoff.expo,
             Exception,
             max_tries=ATTEMPTS,
-            giveup=not_open_circuit(OpenedState),
+            giveup=gives_up_on(OpenedState),
             factor=0.1,
             max_value=10,
         )
@@ -141,7 +142,7 @@ def success() -> Scenario:
             backoff.expo,
             Exception,
             max_tries=ATTEMPTS,
-            giveup=not_open_circuit(circuitbreaker.CircuitBreakerError),
+            giveup=gives_up_on(circuitbreaker.CircuitBreakerError),
             factor=0.1,
             max_value=10,
         )

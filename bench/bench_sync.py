@@ -87,6 +87,15 @@ def not_open_circuit(*errors: type[BaseException]) -> Callable[[BaseException], 
     return retryable
 
 
+def gives_up_on(*errors: type[BaseException]) -> Callable[[BaseException], bool]:
+    """A give-up predicate (backoff's ``giveup``): stop on a breaker's open-circuit error."""
+
+    def give_up(exc: BaseException) -> bool:
+        return isinstance(exc, errors)
+
+    return give_up
+
+
 def _no_sleep(_: float) -> None:
     return None
 
@@ -136,7 +145,7 @@ def success() -> Scenario:
             backoff.expo,
             Exception,
             max_tries=ATTEMPTS,
-            giveup=not_open_circuit(circuitbreaker.CircuitBreakerError),
+            giveup=gives_up_on(circuitbreaker.CircuitBreakerError),
             factor=0.1,
             max_value=10,
         )
@@ -152,7 +161,7 @@ def success() -> Scenario:
             backoff.expo,
             Exception,
             max_tries=ATTEMPTS,
-            giveup=not_open_circuit(pybreaker.CircuitBreakerError),
+            giveup=gives_up_on(pybreaker.CircuitBreakerError),
             factor=0.1,
             max_value=10,
         )

@@ -200,7 +200,7 @@ class Providers:
             )
 
     def check_counted(self) -> None:
-        """:meth:`check`, and the hand-added call counter must agree with the histogram."""
+        """:meth:`check`, and the ``resilience.calls`` counter must agree with the histogram."""
         self.check()
         calls = self.recorded(names.METRIC_CALLS)
         durations = self.recorded(names.METRIC_CALL_DURATION)
@@ -864,7 +864,7 @@ def _telemetry_cases(*, spans: bool, is_async: bool) -> tuple[Case, ...]:
             name="otel-resilience",
             call=_ours(providers, is_async=is_async),
             role="ours",
-            check=providers.check,
+            check=providers.check_counted,
             note=f"{wiring} on the pipeline and the breaker",
         ),
         *(

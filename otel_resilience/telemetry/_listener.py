@@ -342,7 +342,7 @@ class OpenTelemetryListener:
         )
         meter = provider.get_meter(names.INSTRUMENTATION_SCOPE, _VERSION)
         self._create_instruments(meter)
-        self.enabled()  # explicit SDK providers switch on here, once
+        self._switch_on()  # explicit SDK providers switch on here, once
 
     # -- instruments ----------------------------------------------------------------------
 
@@ -429,7 +429,21 @@ class OpenTelemetryListener:
 
     def enabled(self) -> bool:
         """Whether this listener records anything now; the engine skips it when not."""
-        return self._tracing or self._metering or self.tracing_on() or self.metrics_on()
+        if self._tracing or self._metering:
+            return True
+        if not self._watch_globals or (
+            GLOBALS_READABLE
+            and trace_api._TRACER_PROVIDER is None
+            and metrics_internal._METER_PROVIDER is None
+        ):
+            return False
+        return self._switch_on()
+
+    def _switch_on(self) -> bool:
+        # Both asked (not short-circuited): each flag, once set, stays set.
+        tracing = self.tracing_on()
+        metering = self.metrics_on()
+        return tracing or metering
 
     # -- the seam ---------------------------------------------------------------------------
 
@@ -443,7 +457,7 @@ class OpenTelemetryListener:
                 and metrics_internal._METER_PROVIDER is None
             ):
                 return None
-            if not self.enabled():
+            if not self._switch_on():
                 return None
         tracer = self._tracer if self.tracing_on() else None
         try:
