@@ -40,8 +40,17 @@ from otel_resilience.breaker import (
     RegistryFullError,
 )
 from otel_resilience.bulkhead import Bulkhead
+from otel_resilience.events import EventBus
 from otel_resilience.fallback import Fallback, FallbackContext
 from otel_resilience.middleware import ResilientFunction, resilient, unwrap, wrap
+from otel_resilience.orchestrator import (
+    ErrorContext,
+    ErrorRecoveryOrchestrator,
+    ErrorSeverity,
+    FailoverConfig,
+    RecoveryAction,
+    RecoveryPlan,
+)
 from otel_resilience.pipeline import Pipeline
 from otel_resilience.retry import Retry, RetryBudget, RetryConfig
 from otel_resilience.timeout import Timeout, remaining
@@ -62,11 +71,18 @@ __all__ = [
     "CircuitState",
     "CircuitStateChanged",
     "Clock",
+    "ErrorContext",
+    "ErrorRecoveryOrchestrator",
+    "ErrorSeverity",
+    "EventBus",
+    "FailoverConfig",
     "Fallback",
     "FallbackContext",
     "FallbackExecuted",
     "Pipeline",
     "RandomSource",
+    "RecoveryAction",
+    "RecoveryPlan",
     "RegistryFullError",
     "ResilienceError",
     "ResilienceEvent",

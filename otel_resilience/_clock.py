@@ -22,6 +22,7 @@ __all__ = [
     "TimerHandle",
     "default_random",
     "seeded_random",
+    "wall_time",
 ]
 
 
@@ -115,3 +116,8 @@ def default_random() -> RandomSource:
 def seeded_random(seed: int) -> RandomSource:
     """Return a random source that repeats for the same ``seed`` (demos, simulations)."""
     return random.Random(seed)
+
+
+def wall_time() -> float:
+    """Seconds since the epoch, for timestamps that leave the process (error contexts)."""
+    return time.time()

@@ -24,13 +24,16 @@ from otel_resilience._clock import SYSTEM_CLOCK, Clock
 from otel_resilience.breaker._state import CircuitState
 
 __all__ = [
+    "AlertSent",
     "AttemptOutcome",
     "BulkheadRejected",
     "CallObserver",
     "CallOutcome",
     "CallRejected",
     "CircuitStateChanged",
+    "ErrorClassified",
     "FallbackExecuted",
+    "RecoveryPerformed",
     "ResilienceEvent",
     "ResilienceListener",
     "RetryExhausted",
@@ -141,6 +144,39 @@ class TimeoutExceeded:
     timeout: float
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ErrorClassified:
+    """The orchestrator classified a failure and chose its recovery."""
+
+    component: str
+    error_type: str
+    severity: str
+    """Lower-case severity label, after escalation."""
+    escalated: bool
+    actions: tuple[str, ...]
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RecoveryPerformed:
+    """The orchestrator performed one recovery action (breaker, failover, alert, custom)."""
+
+    component: str
+    action: str
+    ok: bool
+    detail: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AlertSent:
+    """An operator alert went to one sink (``ok``) or failed to."""
+
+    component: str
+    severity: str
+    sink: str
+    ok: bool
+
+
 ResilienceEvent: TypeAlias = (
     CircuitStateChanged
     | CallRejected
@@ -149,6 +185,9 @@ ResilienceEvent: TypeAlias = (
     | FallbackExecuted
     | BulkheadRejected
     | TimeoutExceeded
+    | ErrorClassified
+    | RecoveryPerformed
+    | AlertSent
 )
 """Every event a strategy or driver reports through :meth:`ResilienceListener.on_event`."""
 

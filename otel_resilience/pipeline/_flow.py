@@ -11,6 +11,7 @@ from __future__ import annotations
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
+from otel_resilience._clock import wall_time
 from otel_resilience._errors import ResilienceTimeoutError
 from otel_resilience._events import (
     LISTENER_ERRORS,
@@ -30,6 +31,7 @@ from otel_resilience.timeout import deadline_scope
 if TYPE_CHECKING:
     from otel_resilience._clock import Clock
     from otel_resilience.bulkhead import Bulkhead, BulkheadWaiter
+    from otel_resilience.orchestrator._context import ErrorContext
     from otel_resilience.pipeline._pipeline import Pipeline
     from otel_resilience.retry._retry import RetryState
 
@@ -322,6 +324,8 @@ class CallRun:
             if not _is_total_timeout(error):
                 self.error = total_timeout(pipeline, error)
             return None
+        if pipeline.orchestrator is not None and self._stopped_by_orchestrator():
+            return None
         retry = pipeline.retry
         if retry is None:
             return None
@@ -352,6 +356,46 @@ class CallRun:
             )
         self.attempt += 1
         return decision
+
+    def _stopped_by_orchestrator(self) -> bool:
+        """Consult the orchestrator about the failed attempt; whether it stops retries."""
+        error = self.error
+        if error is None or self.outcome not in _CONSULTED:
+            return False
+        pipeline = self.pipeline
+        orchestrator = pipeline.orchestrator
+        assert orchestrator is not None  # noqa: S101 - checked by the caller
+        try:
+            plan = orchestrator.consult(self._error_context(error))
+        except Exception:  # noqa: BLE001 - a failing orchestrator must not break the call
+            LISTENER_ERRORS.exception("orchestrator consult")
+            return False
+        if plan.open_breaker and pipeline.circuit_breaker is not None:
+            pipeline.circuit_breaker.trip(f"severity_{plan.severity.label}")
+        if plan.stop_retries:
+            self._exhausted(error, "orchestrator")
+            return True
+        return False
+
+    def _error_context(self, error: BaseException) -> ErrorContext:
+        from otel_resilience.orchestrator._context import (  # noqa: PLC0415 - optional part
+            ErrorContext,
+            select_attributes,
+        )
+
+        details = getattr(self.observer, "attempt_details", None)
+        attributes, trace_id, span_id = (None, None, None) if details is None else details()
+        pipeline = self.pipeline
+        return ErrorContext.from_exception(
+            error,
+            component=pipeline.component,
+            operation=pipeline.name,
+            timestamp=wall_time(),
+            attempt=self.attempt,
+            attributes=select_attributes(attributes),
+            trace_id=trace_id,
+            span_id=span_id,
+        )
 
     def sleep_cut_short(self) -> None:
         """The total timeout fired during a retry wait (async)."""
@@ -451,6 +495,10 @@ class CallRun:
         return FallbackContext(
             error=error, result=result, attempts=self.attempt, pipeline=self.pipeline.name
         )
+
+
+_CONSULTED = (AttemptOutcome.FAILURE, AttemptOutcome.TIMEOUT)
+"""Attempt outcomes the orchestrator hears about (not rejections or cancellations)."""
 
 
 def _is_total_timeout(error: BaseException | None) -> bool:

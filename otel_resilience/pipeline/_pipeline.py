@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from opentelemetry.trace import TracerProvider
 
     from otel_resilience._events import ResilienceListener
+    from otel_resilience.orchestrator import ErrorRecoveryOrchestrator
     from otel_resilience.retry import RetryBudget
 
 __all__ = ["Pipeline"]
@@ -77,6 +78,11 @@ class Pipeline:
             ones (not with ``listener``).
         meter_provider: as ``tracer_provider``.
         telemetry: ``False`` switches reporting off for this pipeline.
+        orchestrator: an :class:`~otel_resilience.ErrorRecoveryOrchestrator` consulted
+            inline when an attempt fails: its decision can stop further retries and open
+            the breaker at once. Without a ``circuit_breaker``, the pipeline uses the
+            orchestrator's breaker of ``component``.
+        component: what failures are attributed to (default: ``name``).
 
     Example:
         >>> from otel_resilience import CircuitBreaker, Pipeline, RetryConfig
@@ -99,12 +105,14 @@ class Pipeline:
         "checks_result",
         "circuit_breaker",
         "clock",
+        "component",
         "fallback",
         "fast",
         "listener",
         "listener_enabled",
         "name",
         "observes_outcomes",
+        "orchestrator",
         "passthrough",
         "retry",
         "timed",
@@ -126,6 +134,8 @@ class Pipeline:
         tracer_provider: TracerProvider | None = None,
         meter_provider: MeterProvider | None = None,
         telemetry: bool = True,
+        orchestrator: ErrorRecoveryOrchestrator | None = None,
+        component: str | None = None,
     ) -> None:
         if not isinstance(name, str):
             raise TypeError(f"Pipeline.name must be a str, got {type(name).__name__} {name!r}")
@@ -166,6 +176,19 @@ class Pipeline:
                 clock = SYSTEM_CLOCK
         if isinstance(retry, RetryConfig):
             retry = Retry(retry, clock=clock, name=name)
+        checked: object = component
+        if checked is not None and (not isinstance(checked, str) or not checked):
+            raise TypeError(f"Pipeline.component must be a non-empty str, got {component!r}")
+        owner: str = name if component is None else component
+        if orchestrator is not None:
+            if not callable(getattr(orchestrator, "consult", None)):
+                raise TypeError(
+                    "Pipeline.orchestrator must be an ErrorRecoveryOrchestrator, "
+                    f"got {type(orchestrator).__name__}"
+                )
+            if circuit_breaker is None:
+                # The orchestrator keeps one breaker per component: use it.
+                circuit_breaker = orchestrator.breaker(owner)
         self.name = name
         self.fallback = fallback
         self.timeout = _as_timeout("Pipeline", "timeout", timeout)
@@ -175,6 +198,8 @@ class Pipeline:
         self.bulkhead = bulkhead
         self.clock: Clock = clock
         self.listener = listener
+        self.orchestrator = orchestrator
+        self.component = owner
         # An optional listener method: while it says False, the drivers skip events.
         self.listener_enabled: Callable[[], bool] | None = getattr(listener, "enabled", None)
         self.budget: RetryBudget | None = retry.config.budget if retry is not None else None
@@ -199,6 +224,7 @@ class Pipeline:
             or bulkhead is not None
             or self.checks_result
             or self.observes_outcomes
+            or orchestrator is not None
         )
         # A rejection may propagate from the breaker untouched when nothing would act on it.
         self.passthrough = fallback is None and (retry is None or not retry.config.retry_rejections)

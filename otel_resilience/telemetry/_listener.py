@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import threading
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from contextvars import ContextVar, Token
 from typing import TYPE_CHECKING, Any
 
@@ -27,11 +27,14 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from otel_resilience._events import (
     LISTENER_ERRORS,
+    AlertSent,
     AttemptOutcome,
     CallOutcome,
     CallRejected,
     CircuitStateChanged,
+    ErrorClassified,
     FallbackExecuted,
+    RecoveryPerformed,
     ResilienceEvent,
     RetryExhausted,
     RetryScheduled,
@@ -45,7 +48,12 @@ from otel_resilience.telemetry._providers import (
     metrics_internal,
     tracer_ready,
 )
-from otel_resilience.telemetry._text import DEFAULT_MAX_TEXT_BYTES, error_message, stacktrace
+from otel_resilience.telemetry._text import (
+    DEFAULT_MAX_TEXT_BYTES,
+    error_message,
+    stacktrace,
+    truncate,
+)
 
 if TYPE_CHECKING:
     from opentelemetry.metrics import Meter, MeterProvider
@@ -96,6 +104,7 @@ class _CallObserver:
         "_attempt_token",
         "_call_token",
         "_context",
+        "_last_attempt",
         "_listener",
         "_observer_token",
         "_pipeline",
@@ -115,6 +124,7 @@ class _CallObserver:
         self._context: otel_context.Context | None = None
         self._call_token: Token[otel_context.Context] | None = None
         self._attempt_span: Span | None = None
+        self._last_attempt: Span | None = None
         self._attempt_token: Token[otel_context.Context] | None = None
         self._recovery_span: Span | None = None
         self._recovery_token: Token[otel_context.Context] | None = None
@@ -168,6 +178,7 @@ class _CallObserver:
         if span is None:
             return
         self._attempt_span = None
+        self._last_attempt = span
         token, self._attempt_token = self._attempt_token, None
         try:
             span.set_attribute(names.ATTR_OUTCOME, outcome.value)
@@ -184,6 +195,23 @@ class _CallObserver:
         finally:
             if token is not None:
                 otel_context.detach(token)
+
+    def attempt_details(self) -> tuple[Mapping[str, Any] | None, str | None, str | None]:
+        """The last attempt span's attributes, trace id and span id (for error contexts).
+
+        Attributes set on the attempt span by user code or instrumentations (such as
+        ``resilience.error.severity``) reach the orchestrator this way.
+        """
+        span = self._last_attempt
+        if span is None:
+            return None, None, None
+        context = span.get_span_context()
+        attributes = getattr(span, "attributes", None)
+        return (
+            attributes if isinstance(attributes, Mapping) else None,
+            format(context.trace_id, "032x") if context.trace_id else None,
+            format(context.span_id, "016x") if context.span_id else None,
+        )
 
     # -- recovery actions -----------------------------------------------------------------
 
@@ -280,6 +308,13 @@ class _Guarded:
         except Exception:  # noqa: BLE001 - telemetry never breaks a call
             LISTENER_ERRORS.exception("OpenTelemetry attempt span")
 
+    def attempt_details(self) -> tuple[Mapping[str, Any] | None, str | None, str | None]:
+        try:
+            return self._inner.attempt_details()
+        except Exception:  # noqa: BLE001 - telemetry never breaks a call
+            LISTENER_ERRORS.exception("OpenTelemetry attempt details")
+            return None, None, None
+
     def call_ended(
         self, outcome: CallOutcome, error: BaseException | None, duration: float
     ) -> None:
@@ -332,6 +367,7 @@ class OpenTelemetryListener:
         self._watch_globals = tracer_provider is None or meter_provider is None
         self._breakers: weakref.WeakSet[CircuitBreaker] = weakref.WeakSet()
         self._bulkheads: weakref.WeakSet[Bulkhead] = weakref.WeakSet()
+        self._orchestrators: weakref.WeakSet[Any] = weakref.WeakSet()
         self._lock = threading.Lock()
         self._labels: dict[tuple[str, str], dict[str, str]] = {}
         # Calls and attempts are plain integers, exported at collection time.
@@ -368,10 +404,14 @@ class OpenTelemetryListener:
         self.fallbacks = counter(names.METRIC_FALLBACKS)
         self.timeouts = counter(names.METRIC_TIMEOUTS)
         self.transitions = counter(names.METRIC_BREAKER_TRANSITIONS)
+        self.errors = counter(names.METRIC_ERRORS)
+        self.recovery_actions = counter(names.METRIC_RECOVERY_ACTIONS)
+        self.alerts = counter(names.METRIC_ALERTS)
         for metric, callback in (
             (names.METRIC_BREAKER_STATE, self._observe_breaker_state),
             (names.METRIC_BULKHEAD_IN_FLIGHT, self._observe_bulkhead_in_flight),
             (names.METRIC_BULKHEAD_QUEUED, self._observe_bulkhead_queued),
+            (names.METRIC_ERROR_PATTERNS_ACTIVE, self._observe_patterns),
         ):
             meter.create_observable_gauge(
                 metric.name, [callback], unit=metric.unit, description=metric.description
@@ -549,13 +589,75 @@ class OpenTelemetryListener:
                 )
             if span is not None:
                 span.add_event(names.EVENT_TIMEOUT, {names.ATTR_TIMEOUT_SCOPE: event.scope})
-        elif span is not None:  # CallRejected or BulkheadRejected
-            attributes = (
-                {names.ATTR_BREAKER: event.breaker}
-                if isinstance(event, CallRejected)
-                else {names.ATTR_BULKHEAD: event.bulkhead, names.ATTR_REASON: event.reason}
+        elif isinstance(event, ErrorClassified):
+            if metrics_on:
+                self.errors.add(
+                    1,
+                    {
+                        names.ATTR_COMPONENT: event.component,
+                        names.ATTR_ERROR_TYPE: event.error_type,
+                        names.ATTR_ERROR_SEVERITY: event.severity,
+                    },
+                )
+            if span is not None:
+                span.add_event(
+                    names.EVENT_RECOVERY_DECISION,
+                    {
+                        names.ATTR_COMPONENT: event.component,
+                        names.ATTR_ERROR_TYPE: event.error_type,
+                        names.ATTR_ERROR_SEVERITY: event.severity,
+                        names.ATTR_ESCALATED: event.escalated,
+                        names.ATTR_ACTIONS: list(event.actions),
+                        names.ATTR_REASON: truncate(event.reason, self._max_text),
+                    },
+                )
+        elif isinstance(event, RecoveryPerformed):
+            if metrics_on:
+                self.recovery_actions.add(
+                    1,
+                    {
+                        names.ATTR_COMPONENT: event.component,
+                        names.ATTR_RECOVERY_ACTION: event.action,
+                        names.ATTR_OUTCOME: "success" if event.ok else "failure",
+                    },
+                )
+            self._recovery_span(event)
+        elif isinstance(event, AlertSent):
+            if metrics_on:
+                self.alerts.add(
+                    1,
+                    {
+                        names.ATTR_COMPONENT: event.component,
+                        names.ATTR_ERROR_SEVERITY: event.severity,
+                        names.ATTR_ALERT_SINK: event.sink,
+                        names.ATTR_OUTCOME: "success" if event.ok else "failure",
+                    },
+                )
+        elif isinstance(event, CallRejected):
+            if span is not None:
+                span.add_event(names.EVENT_REJECTED, {names.ATTR_BREAKER: event.breaker})
+        elif span is not None:  # BulkheadRejected
+            span.add_event(
+                names.EVENT_REJECTED,
+                {names.ATTR_BULKHEAD: event.bulkhead, names.ATTR_REASON: event.reason},
             )
-            span.add_event(names.EVENT_REJECTED, attributes)
+
+    def _recovery_span(self, event: RecoveryPerformed) -> None:
+        """A span for an orchestrator action, a child of the span current when it ran."""
+        if not self._tracing or self._tracer is None:
+            return
+        span = self._tracer.start_span(
+            f"{event.component} {event.action}",
+            kind=SpanKind.INTERNAL,
+            attributes={
+                names.ATTR_COMPONENT: event.component,
+                names.ATTR_RECOVERY_ACTION: event.action,
+                names.ATTR_OUTCOME: "success" if event.ok else "failure",
+            },
+        )
+        if not event.ok:
+            span.set_status(Status(StatusCode.ERROR, truncate(event.detail, self._max_text)))
+        span.end()
 
     def describe_error(self, span: Span, error: BaseException) -> None:
         """Add the ``exception`` event to a failed attempt's span, bounded."""
@@ -571,7 +673,7 @@ class OpenTelemetryListener:
     # -- observed strategies ---------------------------------------------------------------
 
     def track(self, component: object) -> None:
-        """Observe a breaker or bulkhead at metric collection time (held weakly)."""
+        """Observe a breaker, bulkhead or orchestrator at collection time (held weakly)."""
         from otel_resilience.breaker import CircuitBreaker  # noqa: PLC0415 - import cycle
         from otel_resilience.bulkhead import Bulkhead  # noqa: PLC0415 - import cycle
 
@@ -580,6 +682,8 @@ class OpenTelemetryListener:
                 self._breakers.add(component)
             elif isinstance(component, Bulkhead):
                 self._bulkheads.add(component)
+            elif callable(getattr(component, "active_patterns", None)):
+                self._orchestrators.add(component)
             else:
                 raise TypeError(
                     f"track() takes a CircuitBreaker or Bulkhead, got {type(component).__name__}"
@@ -621,6 +725,10 @@ class OpenTelemetryListener:
         return self._each(
             self._bulkheads, lambda b: [Observation(b.rejections, {names.ATTR_BULKHEAD: b.name})]
         )
+
+    def _observe_patterns(self, options: CallbackOptions) -> Iterable[Observation]:
+        del options
+        return self._each(self._orchestrators, lambda o: [Observation(o.active_patterns())])
 
     def _each(
         self, items: weakref.WeakSet[Any], observe: Callable[[Any], list[Observation]]

@@ -17,14 +17,18 @@ from typing import Final
 
 __all__ = [
     "ATTEMPT_SPAN",
+    "ATTR_ACTIONS",
+    "ATTR_ALERT_SINK",
     "ATTR_ATTEMPT",
     "ATTR_BREAKER",
     "ATTR_BREAKER_STATE",
     "ATTR_BULKHEAD",
+    "ATTR_COMPONENT",
     "ATTR_DELAY",
     "ATTR_ERROR_MESSAGE",
     "ATTR_ERROR_SEVERITY",
     "ATTR_ERROR_TYPE",
+    "ATTR_ESCALATED",
     "ATTR_EXCEPTION_STACKTRACE",
     "ATTR_EXCEPTION_TYPE",
     "ATTR_FROM_STATE",
@@ -38,12 +42,14 @@ __all__ = [
     "ATTR_TO_STATE",
     "DURATION_BUCKETS",
     "EVENT_BREAKER_TRANSITION",
+    "EVENT_RECOVERY_DECISION",
     "EVENT_REJECTED",
     "EVENT_RETRY_EXHAUSTED",
     "EVENT_RETRY_SCHEDULED",
     "EVENT_TIMEOUT",
     "INSTRUMENTATION_SCOPE",
     "METRICS",
+    "METRIC_ALERTS",
     "METRIC_ATTEMPTS",
     "METRIC_ATTEMPT_DURATION",
     "METRIC_BREAKER_CALLS",
@@ -55,7 +61,10 @@ __all__ = [
     "METRIC_BULKHEAD_REJECTIONS",
     "METRIC_CALLS",
     "METRIC_CALL_DURATION",
+    "METRIC_ERRORS",
+    "METRIC_ERROR_PATTERNS_ACTIVE",
     "METRIC_FALLBACKS",
+    "METRIC_RECOVERY_ACTIONS",
     "METRIC_RETRIES",
     "METRIC_RETRY_DELAY",
     "METRIC_RETRY_EXHAUSTED",
@@ -81,6 +90,8 @@ EVENT_RETRY_EXHAUSTED: Final = "resilience.retry.exhausted"
 EVENT_BREAKER_TRANSITION: Final = "resilience.circuit_breaker.transition"
 EVENT_REJECTED: Final = "resilience.rejected"
 EVENT_TIMEOUT: Final = "resilience.timeout"
+EVENT_RECOVERY_DECISION: Final = "resilience.recovery.decision"
+"""The orchestrator's decision for a failure: severity, escalation, actions."""
 
 # -- attributes ------------------------------------------------------------------------
 
@@ -110,6 +121,15 @@ ATTR_TIMEOUT_SCOPE: Final = "resilience.timeout.scope"
 ATTR_RECOVERY_ACTION: Final = "resilience.recovery.action"
 ATTR_HTTP_RESEND_COUNT: Final = "http.request.resend_count"
 """Standard HTTP attribute set on the HTTP spans of the second and later attempts."""
+
+ATTR_COMPONENT: Final = "resilience.component"
+"""The component an error is attributed to (the orchestrator's unit of health)."""
+ATTR_ACTIONS: Final = "resilience.recovery.actions"
+"""The actions a decision chose, in order (a string array, on decision events)."""
+ATTR_ESCALATED: Final = "resilience.error.escalated"
+"""Whether a recurring pattern raised the severity."""
+ATTR_ALERT_SINK: Final = "resilience.alert.sink"
+"""The alert sink's class name (LoggingAlertSink, AlertmanagerAlertSink, ...)."""
 
 RECOVERY_FALLBACK: Final = "fallback"
 """``resilience.recovery.action`` value of a fallback."""
@@ -263,6 +283,35 @@ METRIC_BULKHEAD_REJECTIONS: Final = MetricName(
     "Calls a bulkhead refused (queue full or queue timeout).",
 )
 
+METRIC_ERRORS: Final = MetricName(
+    "resilience.errors",
+    "counter",
+    "{error}",
+    (ATTR_COMPONENT, ATTR_ERROR_TYPE, ATTR_ERROR_SEVERITY),
+    "Failures the orchestrator classified, by final severity.",
+)
+METRIC_RECOVERY_ACTIONS: Final = MetricName(
+    "resilience.recovery.actions",
+    "counter",
+    "{action}",
+    (ATTR_COMPONENT, ATTR_RECOVERY_ACTION, ATTR_OUTCOME),
+    "Recovery actions the orchestrator performed (outcome success or failure).",
+)
+METRIC_ALERTS: Final = MetricName(
+    "resilience.alerts",
+    "counter",
+    "{alert}",
+    (ATTR_COMPONENT, ATTR_ERROR_SEVERITY, ATTR_ALERT_SINK, ATTR_OUTCOME),
+    "Operator alerts sent, per sink (outcome success or failure).",
+)
+METRIC_ERROR_PATTERNS_ACTIVE: Final = MetricName(
+    "resilience.error_patterns.active",
+    "observable_gauge",
+    "{pattern}",
+    (),
+    "Recurring error patterns (component and error type) seen within the window.",
+)
+
 METRICS: Final = (
     METRIC_CALLS,
     METRIC_CALL_DURATION,
@@ -280,6 +329,10 @@ METRICS: Final = (
     METRIC_BULKHEAD_IN_FLIGHT,
     METRIC_BULKHEAD_QUEUED,
     METRIC_BULKHEAD_REJECTIONS,
+    METRIC_ERRORS,
+    METRIC_RECOVERY_ACTIONS,
+    METRIC_ALERTS,
+    METRIC_ERROR_PATTERNS_ACTIVE,
 )
 """Every metric, in the order of the docs table."""
 
