@@ -85,6 +85,9 @@ _ORCHESTRATOR_SIDE = frozenset(
 )
 
 
+_OPEN_STATES = (CircuitState.OPEN, CircuitState.FORCED_OPEN)
+
+
 class Health(enum.Enum):
     """A component's health as the monitor sees it."""
 
@@ -602,12 +605,23 @@ class ErrorRecoveryOrchestrator:
                 LISTENER_ERRORS.exception("orchestrator monitor")
 
     def run_monitor_once(self) -> None:
-        """One monitor pass: error rates and trends per component, pattern clean-up."""
+        """One monitor pass.
+
+        Error rates and trends per component, pattern clean-up, and the health reports
+        that bring a failed-over component back to its primary once it is healthy again.
+        """
         self.patterns.cleanup()
         with self._lock:
             for rates in self._rates.values():
                 rates.rates.append(rates.pending / self.monitor_interval)
                 rates.pending = 0
+        for component, state in self._failover.items():
+            if state.current() != component:
+                # The primary gets no traffic while failed over, so "healthy" means: no
+                # error in the last interval and its breaker past its open period.
+                health = self.health(component)
+                healthy = health.error_rate == 0 and health.breaker not in _OPEN_STATES
+                state.report(component, healthy)
 
     # -- reporting ----------------------------------------------------------------------------
 
