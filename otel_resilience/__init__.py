@@ -31,6 +31,15 @@ from otel_resilience._events import (
     RetryScheduled,
     TimeoutExceeded,
 )
+from otel_resilience.alerts import (
+    Alert,
+    AlertDeliveryError,
+    AlertmanagerAlertSink,
+    AlertSink,
+    EventBusAlertSink,
+    LoggingAlertSink,
+    WebhookAlertSink,
+)
 from otel_resilience.breaker import (
     CircuitBreaker,
     CircuitBreakerConfig,
@@ -56,6 +65,10 @@ from otel_resilience.retry import Retry, RetryBudget, RetryConfig
 from otel_resilience.timeout import Timeout, remaining
 
 __all__ = [
+    "Alert",
+    "AlertDeliveryError",
+    "AlertSink",
+    "AlertmanagerAlertSink",
     "AttemptOutcome",
     "Bulkhead",
     "BulkheadFullError",
@@ -75,10 +88,12 @@ __all__ = [
     "ErrorRecoveryOrchestrator",
     "ErrorSeverity",
     "EventBus",
+    "EventBusAlertSink",
     "FailoverConfig",
     "Fallback",
     "FallbackContext",
     "FallbackExecuted",
+    "LoggingAlertSink",
     "Pipeline",
     "RandomSource",
     "RecoveryAction",
@@ -97,6 +112,7 @@ __all__ = [
     "SystemClock",
     "Timeout",
     "TimeoutExceeded",
+    "WebhookAlertSink",
     "backoff",
     "remaining",
     "resilient",

@@ -14,6 +14,10 @@ import pytest
 import otel_resilience
 
 PUBLIC_NAMES = [
+    "Alert",
+    "AlertDeliveryError",
+    "AlertSink",
+    "AlertmanagerAlertSink",
     "AttemptOutcome",
     "Bulkhead",
     "BulkheadFullError",
@@ -33,10 +37,12 @@ PUBLIC_NAMES = [
     "ErrorRecoveryOrchestrator",
     "ErrorSeverity",
     "EventBus",
+    "EventBusAlertSink",
     "FailoverConfig",
     "Fallback",
     "FallbackContext",
     "FallbackExecuted",
+    "LoggingAlertSink",
     "Pipeline",
     "RandomSource",
     "RecoveryAction",
@@ -55,6 +61,7 @@ PUBLIC_NAMES = [
     "SystemClock",
     "Timeout",
     "TimeoutExceeded",
+    "WebhookAlertSink",
     "backoff",
     "remaining",
     "resilient",

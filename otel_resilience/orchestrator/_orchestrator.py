@@ -468,14 +468,7 @@ class ErrorRecoveryOrchestrator:
         from otel_resilience.alerts import Alert  # noqa: PLC0415 - optional part
 
         context = plan.context
-        alert = Alert(
-            severity=plan.severity.label,
-            component=context.component,
-            error_type=context.error_type,
-            description=context.message,
-            starts_at=context.timestamp,
-            annotations={"decision": plan.summary()[:1000]},
-        )
+        alert = Alert.from_plan(plan)
         failures = []
         for sink in self.alert_sinks:
             sink_name = type(sink).__name__

@@ -1,0 +1,380 @@
+"""Real servers for integration tests: find their binaries, start them on loopback, stop them.
+
+Server binaries come from Debian packages (``prometheus-alertmanager``, ``prometheus``,
+``redis-server``), which ``.ci/run`` installs. :func:`require_binary` skips a test with a
+clear reason when a binary is missing locally, and fails it under CI (``CI=true``), where
+a missing binary means a broken set-up rather than a missing optional tool.
+
+Also here: :func:`recording_server`, a loopback HTTP server that records what it is sent
+(a webhook receiver for sinks and for Alertmanager itself).
+
+Waits are bounded by a number of polls, never by reading the clock: a server that does not
+come up fails the test with its log rather than hanging it.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import shutil
+import socket
+import subprocess
+import threading
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+SEARCH_DIRS = ("/usr/bin", "/usr/sbin", "/usr/local/bin", "/usr/local/sbin")
+"""Searched after ``PATH``: Debian installs some daemons where a user's PATH may not look."""
+
+ALERTMANAGER_BINARIES = ("prometheus-alertmanager", "alertmanager")
+"""Debian's package installs ``/usr/bin/prometheus-alertmanager``; upstream builds ship
+``alertmanager``."""
+
+POLL_INTERVAL = 0.05
+"""Real seconds between two polls of a starting server (a hand-off, not a timing test)."""
+
+READY_POLLS = 600
+"""Polls before a server that is not ready fails the test (about thirty seconds)."""
+
+STOP_TIMEOUT = 10.0
+"""Real seconds a terminated server gets to exit before it is killed."""
+
+# Loopback requests must never go through a proxy configured in the environment.
+_LOOPBACK: urllib.request.OpenerDirector = urllib.request.build_opener(
+    urllib.request.ProxyHandler({})
+)
+
+
+def in_ci() -> bool:
+    """Whether the tests run under CI (``CI`` set to ``true``, ``1`` or ``yes``)."""
+    return os.environ.get("CI", "").strip().lower() in {"true", "1", "yes"}
+
+
+def find_binary(*names: str) -> str | None:
+    """Return the path of the first of ``names`` found on ``PATH`` or in :data:`SEARCH_DIRS`."""
+    for name in names:
+        found = shutil.which(name)
+        if found is not None:
+            return found
+        for directory in SEARCH_DIRS:
+            candidate = Path(directory) / name
+            if candidate.is_file() and os.access(candidate, os.X_OK):
+                return str(candidate)
+    return None
+
+
+def require_binary(name: str, *alternatives: str, package: str | None = None) -> str:
+    """Return the path of ``name`` (or an alternative name); skip, or fail under CI, if absent.
+
+    Args:
+        name: the binary's name, as the Debian package installs it.
+        alternatives: other names the same server may have (upstream builds).
+        package: the Debian package providing it (default: ``name``), for the message.
+    """
+    path = find_binary(name, *alternatives)
+    if path is not None:
+        return path
+    names = " or ".join((name, *alternatives))
+    where = ", ".join(("PATH", *SEARCH_DIRS))
+    reason = (
+        f"{names} not found in {where}; install the Debian package "
+        f"(apt-get install {package or name})"
+    )
+    if in_ci():
+        pytest.fail(f"{reason}: integration servers are required under CI=true", pytrace=False)
+    pytest.skip(reason)
+
+
+def free_port() -> int:
+    """Return a TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def eventually(condition: Callable[[], bool], *, polls: int = READY_POLLS) -> bool:
+    """Poll ``condition()`` until it holds (return ``True``) or ``polls`` tries fail."""
+    tick = threading.Event()
+    for _ in range(polls):
+        if condition():
+            return True
+        tick.wait(POLL_INTERVAL)
+    return condition()
+
+
+def poll(condition: Callable[[], bool], *, polls: int = READY_POLLS, what: str) -> None:
+    """Return once ``condition()`` holds; fail the test after ``polls`` tries."""
+    if not eventually(condition, polls=polls):
+        pytest.fail(f"gave up waiting for {what}", pytrace=False)
+
+
+def http_get(url: str, *, timeout: float = 5.0) -> tuple[int, bytes]:
+    """GET ``url`` without proxies; return the status and body (also for error statuses)."""
+    try:
+        with _LOOPBACK.open(url, timeout=timeout) as response:
+            status: int = response.status
+            return status, response.read()
+    except urllib.error.HTTPError as error:
+        with error:
+            return error.code, error.read()
+
+
+# -- a recording HTTP server ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RecordedRequest:
+    """One request the recording server received."""
+
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        """The body, decoded as JSON."""
+        return json.loads(self.body)
+
+
+@dataclass
+class RecordingServer:
+    """A loopback HTTP server that records every request and answers with set statuses.
+
+    Answers come from ``statuses`` in order (one per request), then ``status``. A
+    redirect status sends ``Location: /redirected``. While ``hold`` is clear, requests
+    wait on it before answering (to test client timeouts); it is set at exit.
+    """
+
+    port: int = 0
+    status: int = 200
+    statuses: list[int] = field(default_factory=list)
+    answer: bytes = b""
+    requests: list[RecordedRequest] = field(default_factory=list)
+    hold: threading.Event = field(default_factory=threading.Event)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        self.hold.set()
+
+    def url(self, path: str = "/") -> str:
+        """The server's URL for ``path``."""
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def received(self) -> list[RecordedRequest]:
+        """A snapshot of the requests received so far."""
+        with self.lock:
+            return list(self.requests)
+
+    def wait_for(self, count: int, *, what: str = "requests") -> list[RecordedRequest]:
+        """Wait (bounded) until at least ``count`` requests arrived; return them."""
+        poll(lambda: len(self.received()) >= count, what=f"{count} {what}")
+        return self.received()
+
+    def _record(self, request: RecordedRequest) -> int:
+        with self.lock:
+            self.requests.append(request)
+            return self.statuses.pop(0) if self.statuses else self.status
+
+
+def _handler(server: RecordingServer) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def _serve(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length else b""
+            status = server._record(
+                RecordedRequest(self.command, self.path, dict(self.headers.items()), body)
+            )
+            server.hold.wait(30.0)
+            self.send_response(status)
+            if 300 <= status < 400:
+                self.send_header("Location", "/redirected")
+            self.send_header("Content-Length", str(len(server.answer)))
+            self.end_headers()
+            self.wfile.write(server.answer)
+
+        do_GET = _serve
+        do_POST = _serve
+
+        def log_message(self, format: str, *args: Any) -> None:
+            return
+
+    return Handler
+
+
+@contextmanager
+def recording_server(status: int = 200) -> Iterator[RecordingServer]:
+    """Run a :class:`RecordingServer` on 127.0.0.1 for the ``with`` block."""
+    recorder = RecordingServer(status=status)
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(recorder))
+    httpd.daemon_threads = True
+    recorder.port = httpd.server_address[1]
+    # A short poll interval: shutdown() waits for the serving loop's next poll.
+    thread = threading.Thread(
+        target=httpd.serve_forever,
+        kwargs={"poll_interval": POLL_INTERVAL},
+        name="recording-server",
+        daemon=True,
+    )
+    thread.start()
+    try:
+        yield recorder
+    finally:
+        recorder.hold.set()
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(STOP_TIMEOUT)
+
+
+# -- Alertmanager ----------------------------------------------------------------------------
+
+
+@dataclass
+class Alertmanager:
+    """A running Alertmanager started by :func:`alertmanager`."""
+
+    binary: str
+    port: int
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    @property
+    def base_url(self) -> str:
+        """Alertmanager's URL, e.g. ``http://127.0.0.1:43117``."""
+        return f"http://127.0.0.1:{self.port}"
+
+    def log(self) -> str:
+        """Alertmanager's output so far (for failure messages)."""
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+    def get_json(self, path: str) -> Any:
+        """GET ``path`` from the API and decode the JSON answer (200 expected)."""
+        status, body = http_get(self.base_url + path)
+        assert status == 200, (status, body[:500])
+        return json.loads(body)
+
+    def alerts(self) -> list[dict[str, Any]]:
+        """The alerts Alertmanager holds (``GET /api/v2/alerts``: active, not resolved)."""
+        alerts: list[dict[str, Any]] = self.get_json("/api/v2/alerts")
+        return alerts
+
+    def metric(self, name: str, **labels: str) -> float:
+        """The value of one sample of Alertmanager's own ``/metrics`` (0 when absent)."""
+        status, body = http_get(self.base_url + "/metrics")
+        assert status == 200, status
+        wanted = [f'{key}="{value}"' for key, value in labels.items()]
+        for line in body.decode("utf-8").splitlines():
+            metric, _, value = line.rpartition(" ")
+            if metric.split("{", 1)[0] != name:
+                continue
+            if all(pair in metric for pair in wanted):
+                return float(value)
+        return 0.0
+
+
+def _alertmanager_config(webhook_url: str | None) -> str:
+    # Quick grouping so that a webhook receiver hears of an alert within a second or two.
+    receiver = "'null'" if webhook_url is None else "webhook"  # quoted: YAML's null
+    lines = [
+        "route:",
+        f"  receiver: {receiver}",
+        "  group_by: [alertname, component, error_type]",
+        "  group_wait: 100ms",
+        "  group_interval: 1s",
+        "  repeat_interval: 1h",
+        "receivers:",
+        "  - name: 'null'",
+    ]
+    if webhook_url is not None:
+        lines += [
+            "  - name: webhook",
+            "    webhook_configs:",
+            f"      - url: {json.dumps(webhook_url)}",
+            "        send_resolved: true",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(STOP_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(STOP_TIMEOUT)
+
+
+def _ready(server: Alertmanager) -> bool:
+    if server.process.poll() is not None:
+        return True  # exited: stop polling, the caller reports it
+    try:
+        status, _ = http_get(server.base_url + "/-/ready", timeout=1.0)
+    except OSError:
+        return False
+    return status == 200
+
+
+@contextmanager
+def alertmanager(tmp_path: Path, *, webhook_url: str | None = None) -> Iterator[Alertmanager]:
+    """Start the real Alertmanager on 127.0.0.1 for the ``with`` block; stop it after.
+
+    The configuration routes every alert to a ``null`` receiver, or, with
+    ``webhook_url``, to a webhook receiver at that URL (resolved notifications included).
+    Clustering is off, storage is in ``tmp_path``. Skips (fails under CI) without the
+    binary; fails with Alertmanager's log if it does not become ready.
+    """
+    binary = require_binary(*ALERTMANAGER_BINARIES, package="prometheus-alertmanager")
+    config = tmp_path / "alertmanager.yml"
+    config.write_text(_alertmanager_config(webhook_url), encoding="utf-8")
+    storage = tmp_path / "alertmanager-data"
+    storage.mkdir(exist_ok=True)
+    failures: list[str] = []
+    # A port found free can be taken before the server binds it: try a few.
+    for attempt in range(3):
+        port = free_port()
+        log_path = tmp_path / f"alertmanager-{attempt}.log"
+        with log_path.open("wb") as log:
+            process = subprocess.Popen(
+                [
+                    binary,
+                    f"--config.file={config}",
+                    f"--storage.path={storage}",
+                    f"--web.listen-address=127.0.0.1:{port}",
+                    "--cluster.listen-address=",
+                    "--log.level=info",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
+        server = Alertmanager(binary=binary, port=port, process=process, log_path=log_path)
+        try:
+            ready = eventually(functools.partial(_ready, server))
+        except BaseException:
+            _stop(process)
+            raise
+        if process.poll() is not None:
+            failures.append(server.log())
+            if "address already in use" in failures[-1]:
+                continue
+            break
+        if not ready:
+            _stop(process)
+            pytest.fail(f"Alertmanager never became ready:\n{server.log()}", pytrace=False)
+        try:
+            yield server
+        finally:
+            _stop(process)
+        return
+    pytest.fail("Alertmanager did not start:\n" + "\n---\n".join(failures), pytrace=False)
