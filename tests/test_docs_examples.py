@@ -6,6 +6,8 @@ import doctest
 import importlib
 import pkgutil
 import re
+import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -27,10 +29,16 @@ def test_python_blocks_run(document: Path) -> None:
     blocks = _BLOCK.findall(document.read_text(encoding="utf-8"))
     if document.name != "benchmarks.md":
         assert blocks, f"{document.name} has no ```python example"
-    namespace: dict[str, object] = {"__name__": f"docs_{document.stem}"}
-    for index, block in enumerate(blocks):
-        code = compile(block, f"{document.name}[block {index}]", "exec")
-        exec(code, namespace)
+    # A real module, so that dataclasses and pickling defined in an example can find it;
+    # compiled without this file's __future__ imports, as a reader's script would be.
+    module = types.ModuleType(f"docs_{document.stem.replace('-', '_')}")
+    sys.modules[module.__name__] = module
+    try:
+        for index, block in enumerate(blocks):
+            code = compile(block, f"{document.name}[block {index}]", "exec", dont_inherit=True)
+            exec(code, module.__dict__)
+    finally:
+        del sys.modules[module.__name__]
 
 
 def _modules() -> list[str]:

@@ -35,6 +35,7 @@ from otel_resilience.breaker import (
     CircuitBreakerConfig,
     CircuitBreakerRegistry,
     CircuitState,
+    RegistryFullError,
 )
 from otel_resilience.orchestrator._context import (
     ActionOutcome,
@@ -400,7 +401,13 @@ class ErrorRecoveryOrchestrator:
         outcomes: list[ActionOutcome] = []
         for action in plan.actions:
             if action is RecoveryAction.CIRCUIT_BREAK:
-                breaker = self.breaker(component)
+                try:
+                    breaker = self.breaker(component)
+                except RegistryFullError as exc:
+                    # Every held breaker is open: report the action failed rather than
+                    # losing the rest of the plan (failover, alerts) to an exception.
+                    outcomes.append(self._done(component, action, ok=False, detail=str(exc)))
+                    continue
                 opened = breaker.trip(f"severity_{plan.severity.label}")
                 state = breaker.state
                 ok = opened or state in (CircuitState.OPEN, CircuitState.FORCED_OPEN)
@@ -590,12 +597,32 @@ class ErrorRecoveryOrchestrator:
         return self._monitor is not None and not self._monitor.done()
 
     async def _monitor_loop(self) -> None:
+        loop = asyncio.get_running_loop()
         while True:
-            await self.clock.async_sleep(self.monitor_interval)
+            await self._next_tick(loop)
             try:
                 self.run_monitor_once()
             except Exception:  # noqa: BLE001 - the monitor survives its own failures
                 LISTENER_ERRORS.exception("orchestrator monitor")
+
+    async def _next_tick(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Wait one monitor interval on a timer of the clock.
+
+        A timer rather than ``async_sleep``: a fake clock's sleep moves time by itself, so
+        the monitor would race fake time forward whenever the loop is idle. A timer fires
+        only when the clock reaches it (on a fake clock, when the test advances time).
+        """
+        woken: asyncio.Future[None] = loop.create_future()
+
+        def wake() -> None:
+            if not woken.done():
+                woken.set_result(None)
+
+        timer = self.clock.call_later(self.monitor_interval, wake)
+        try:
+            await woken
+        finally:
+            timer.cancel()
 
     def run_monitor_once(self) -> None:
         """One monitor pass.
