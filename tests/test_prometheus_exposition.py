@@ -7,6 +7,7 @@ driven so that every metric has a data point.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import os
 import re
@@ -24,11 +25,15 @@ from otel_resilience import (
     CircuitBreaker,
     CircuitBreakerConfig,
     CircuitOpenError,
+    ErrorContext,
+    ErrorRecoveryOrchestrator,
+    ErrorSeverity,
     Fallback,
     Pipeline,
     ResilienceTimeoutError,
     RetryConfig,
 )
+from otel_resilience.alerts import Alert
 from otel_resilience.backoff import Constant
 from otel_resilience.telemetry import OpenTelemetryListener, names
 from otel_resilience.telemetry.sdk import TelemetryHandles, configure_telemetry
@@ -73,6 +78,16 @@ def expected_sample_names(metric: names.MetricName) -> set[str]:
     if metric.kind == "histogram":
         return {metric.prometheus + suffix for suffix in HISTOGRAM_SUFFIXES}
     return {metric.prometheus}
+
+
+class RecordingSink:
+    """An alert sink that keeps what it received."""
+
+    def __init__(self) -> None:
+        self.alerts: list[Alert] = []
+
+    async def send(self, alert: Alert) -> None:
+        self.alerts.append(alert)
 
 
 def drive_everything(listener: OpenTelemetryListener, clock: FakeClock) -> tuple[object, ...]:
@@ -121,8 +136,31 @@ def drive_everything(listener: OpenTelemetryListener, clock: FakeClock) -> tuple
             bounded.call(lambda: "never runs")
     finally:
         bulkhead.release()
+
+    # The orchestrator: a connection error through a pipeline (HIGH: the breaker trips),
+    # then a CRITICAL error alerting a sink; its active patterns are observed.
+    orchestrator = ErrorRecoveryOrchestrator(
+        clock=clock, listener=listener, alert_sinks=[RecordingSink()]
+    )
+    ledger = Pipeline(
+        name="ledger",
+        retry=RetryConfig(max_attempts=3),
+        clock=clock,
+        orchestrator=orchestrator,
+        listener=listener,
+    )
+    with pytest.raises(ConnectionError):
+        ledger.call(always_down)
+    critical = ErrorContext(
+        component="ledger",
+        operation="post",
+        error_type="OSError",
+        severity=ErrorSeverity.CRITICAL,
+        timestamp=1_700_000_000.0,
+    )
+    asyncio.run(orchestrator.handle_error(critical))
     # The listener observes them weakly: the caller keeps them alive until the scrape.
-    return breaker, bulkhead
+    return breaker, bulkhead, orchestrator
 
 
 @pytest.fixture
@@ -199,7 +237,10 @@ def test_values_match_what_happened(exposition: str) -> None:
     assert value("resilience_retry_delay_seconds_sum", resilience_pipeline="flaky") == 0.5
     assert value("resilience_fallbacks_total", resilience_pipeline="flaky") == 1
     assert value("resilience_timeouts_total", resilience_pipeline="slow") == 1
-    assert value("resilience_circuit_breaker_rejections_total") == 1
+    assert (
+        value("resilience_circuit_breaker_rejections_total", resilience_circuit_breaker="payments")
+        == 1
+    )
     assert (
         value(
             "resilience_circuit_breaker_state",
@@ -218,6 +259,32 @@ def test_values_match_what_happened(exposition: str) -> None:
         )
         == 1
     )
+    assert (
+        value(
+            "resilience_errors_total",
+            resilience_component="ledger",
+            error_type="ConnectionError",
+            resilience_error_severity="high",
+        )
+        == 1
+    )
+    assert (
+        value(
+            "resilience_recovery_actions_total",
+            resilience_recovery_action="circuit_break",
+            resilience_outcome="success",
+        )
+        == 2
+    )
+    assert (
+        value(
+            "resilience_alerts_total",
+            resilience_alert_sink="RecordingSink",
+            resilience_error_severity="critical",
+        )
+        == 1
+    )
+    assert value("resilience_error_patterns_active") == 2
 
 
 SEPARATE_LISTENERS = (

@@ -7,6 +7,7 @@ value, and for durations the FakeClock seconds and the explicit bucket boundarie
 
 from __future__ import annotations
 
+import asyncio
 import bisect
 import gc
 import threading
@@ -34,11 +35,15 @@ from otel_resilience import (
     CircuitBreakerConfig,
     CircuitOpenError,
     CircuitState,
+    ErrorContext,
+    ErrorRecoveryOrchestrator,
+    ErrorSeverity,
     Fallback,
     Pipeline,
     ResilienceTimeoutError,
     RetryConfig,
 )
+from otel_resilience.alerts import Alert
 from otel_resilience.backoff import Constant
 from otel_resilience.telemetry import OpenTelemetryListener, names
 from otel_resilience.testing import FakeClock
@@ -55,6 +60,10 @@ STATE = names.ATTR_BREAKER_STATE
 FROM = names.ATTR_FROM_STATE
 TO = names.ATTR_TO_STATE
 BULKHEAD = names.ATTR_BULKHEAD
+COMPONENT = names.ATTR_COMPONENT
+SEVERITY = names.ATTR_ERROR_SEVERITY
+ACTION = names.ATTR_RECOVERY_ACTION
+SINK = names.ATTR_ALERT_SINK
 
 SECRET = "secret-7f3a"
 """Put in every exception message; must never reach a metric attribute."""
@@ -146,6 +155,23 @@ def fails(kind: type[Exception], tag: str) -> Exception:
     return kind(f"{SECRET} {tag}")
 
 
+class RecordingSink:
+    """An alert sink that keeps what it received."""
+
+    def __init__(self) -> None:
+        self.alerts: list[Alert] = []
+
+    async def send(self, alert: Alert) -> None:
+        self.alerts.append(alert)
+
+
+class RefusingSink:
+    """An alert sink whose receiver is down."""
+
+    async def send(self, alert: Alert) -> None:
+        raise ConnectionRefusedError(f"{SECRET} receiver down")
+
+
 # -- the scripted scenario ----------------------------------------------------------------
 
 
@@ -231,6 +257,34 @@ class Scenario:
         with pytest.raises(KeyError):
             self.db.call(taking(self.clock, 0.0, fails(KeyError, "d5")))
 
+    def orchestrate(self) -> ErrorRecoveryOrchestrator:
+        """An orchestrator on the same adapter. ledger: a connection error (HIGH) trips the
+        component's breaker and stops the retries; then a CRITICAL error alerts two sinks,
+        one of them down. Keep the result alive until collection (it is observed weakly)."""
+        orchestrator = ErrorRecoveryOrchestrator(
+            clock=self.clock,
+            listener=self.sdk.listener,
+            alert_sinks=[RecordingSink(), RefusingSink()],
+        )
+        ledger = Pipeline(
+            name="ledger",
+            retry=RetryConfig(max_attempts=3, backoff=Constant(seconds=0.25)),
+            clock=self.clock,
+            orchestrator=orchestrator,
+            listener=self.sdk.listener,
+        )
+        with pytest.raises(ConnectionError):
+            ledger.call(taking(self.clock, 0.0, fails(ConnectionError, "l1")))
+        failure = ErrorContext.from_exception(
+            fails(OSError, "l2"),
+            component="ledger",
+            operation="post",
+            timestamp=1_700_000_000.0,
+            severity=ErrorSeverity.CRITICAL,
+        )
+        asyncio.run(orchestrator.handle_error(failure))
+        return orchestrator
+
 
 @contextmanager
 def busy_bulkhead(
@@ -281,10 +335,12 @@ def test_every_instrument_in_names_is_exported_as_declared(
     scenario.retries_and_timeouts()
     scenario.open_the_breaker()
     scenario.recover()
+    orchestrator = scenario.orchestrate()
     with busy_bulkhead(sdk, clock, wait_until) as (_, pool):
         with pytest.raises(BulkheadFullError):
             pool.call(lambda: "never")
         collected = sdk.collect()
+    del orchestrator
 
     assert set(collected) == {metric.name for metric in names.METRICS}
     for metric in names.METRICS:
@@ -406,6 +462,43 @@ def test_fallbacks_and_timeouts_by_scope(sdk: Metrics, clock: FakeClock) -> None
         key({PIPELINE: "prices", SCOPE: "attempt"}): 1,
         key({PIPELINE: "search", SCOPE: "total"}): 1,
     }
+
+
+# -- the orchestrator -------------------------------------------------------------------
+
+
+def test_orchestrator_errors_actions_alerts_and_patterns(sdk: Metrics, clock: FakeClock) -> None:
+    orchestrator = Scenario(sdk, clock).orchestrate()
+    collected = sdk.collect()
+
+    assert values(collected, names.METRIC_ERRORS) == {
+        key({COMPONENT: "ledger", ERROR: "ConnectionError", SEVERITY: "high"}): 1,
+        key({COMPONENT: "ledger", ERROR: "OSError", SEVERITY: "critical"}): 1,
+    }
+    assert values(collected, names.METRIC_RECOVERY_ACTIONS) == {
+        key({COMPONENT: "ledger", ACTION: "circuit_break", OUTCOME: "success"}): 2,
+        key({COMPONENT: "ledger", ACTION: "failover", OUTCOME: "failure"}): 1,
+        key({COMPONENT: "ledger", ACTION: "alert", OUTCOME: "failure"}): 1,
+    }
+    assert values(collected, names.METRIC_ALERTS) == {
+        key(
+            {COMPONENT: "ledger", SEVERITY: "critical", SINK: "RecordingSink", OUTCOME: "success"}
+        ): 1,
+        key(
+            {COMPONENT: "ledger", SEVERITY: "critical", SINK: "RefusingSink", OUTCOME: "failure"}
+        ): 1,
+    }
+    assert values(collected, names.METRIC_ERROR_PATTERNS_ACTIVE) == {key({}): 2}
+    # The retry gave up at once: the orchestrator stopped it after the first attempt.
+    assert values(collected, names.METRIC_RETRY_EXHAUSTED) == {
+        key({PIPELINE: "ledger", REASON: "orchestrator"}): 1
+    }
+    assert (
+        values(collected, names.METRIC_BREAKER_STATE)[key({BREAKER: "ledger", STATE: "open"})] == 1
+    )
+
+    clock.advance(orchestrator.patterns.window_seconds)
+    assert values(sdk.collect(), names.METRIC_ERROR_PATTERNS_ACTIVE) == {key({}): 0}
 
 
 # -- breakers ---------------------------------------------------------------------------

@@ -363,9 +363,11 @@ class ErrorRecoveryOrchestrator:
         sees them; alerts and custom actions run on the orchestrator's loop.
         """
         plan = self.assess(context)
+        # The error first, then what was done about it, so subscribers see cause and effect
+        # in order.
+        self._publish_error(context)
         executed = self._perform_immediate(plan)
         deferred = [a for a in plan.actions if a is RecoveryAction.ALERT or isinstance(a, str)]
-        self._publish_error(context)
         if deferred:
             self._schedule(self._perform_deferred(plan, deferred))
         return _with_executed(plan, executed)
@@ -388,8 +390,8 @@ class ErrorRecoveryOrchestrator:
         The returned plan lists what was decided (``actions``) and done (``executed``).
         """
         plan = self.assess(context)
-        executed = list(self._perform_immediate(plan))
         self._publish_error(context)
+        executed = list(self._perform_immediate(plan))
         deferred = [a for a in plan.actions if a is RecoveryAction.ALERT or isinstance(a, str)]
         executed.extend(await self._perform_deferred(plan, deferred))
         return _with_executed(plan, tuple(executed))

@@ -12,7 +12,13 @@ from otel_resilience.orchestrator._context import ErrorContext, select_attribute
 from otel_resilience.telemetry import names
 
 if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import SpanProcessor as _SpanProcessor
+
     from otel_resilience.orchestrator._orchestrator import ErrorRecoveryOrchestrator
+else:
+    # At run time a plain class, so that importing it needs no SDK; type checkers see the
+    # SDK's interface, so ``provider.add_span_processor(ErrorSpanProcessor(...))`` checks.
+    _SpanProcessor = object
 
 __all__ = ["DEFAULT_COMPONENT_ATTRIBUTES", "ErrorSpanProcessor"]
 
@@ -29,7 +35,7 @@ DEFAULT_COMPONENT_ATTRIBUTES = (
 instrumentation scope's name."""
 
 
-class ErrorSpanProcessor:
+class ErrorSpanProcessor(_SpanProcessor):
     """A span processor that feeds ERROR spans of other instrumentations to the orchestrator.
 
     Add it to the SDK's tracer provider (``provider.add_span_processor(...)``) so the
