@@ -238,6 +238,20 @@ class _RateLimitedLog:
         self._suppressed = 0
         self._lock = threading.Lock()
 
+    def warning(self, what: str) -> None:
+        """Log ``what`` as a warning, rate-limited like :meth:`exception`."""
+        if self._allow():
+            _logger.warning("%s", what)
+
+    def _allow(self) -> bool:
+        now = self._clock.monotonic()
+        with self._lock:
+            if now - self._last < self._interval:
+                self._suppressed += 1
+                return False
+            self._last = now
+            return True
+
     def exception(self, what: str) -> None:
         now = self._clock.monotonic()
         with self._lock:

@@ -222,14 +222,6 @@ def test_active_patterns_are_observed_at_collection(otel: Otel, clock: FakeClock
     assert metric.unit == names.METRIC_ERROR_PATTERNS_ACTIVE.unit
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "OpenTelemetryListener._observe_patterns reports one observation per orchestrator, "
-        "all with the same (empty) attribute set, so the SDK keeps only the last one "
-        "instead of their sum"
-    ),
-)
 def test_orchestrators_sharing_a_listener_add_up(otel: Otel, clock: FakeClock) -> None:
     first = ErrorRecoveryOrchestrator(clock=clock, listener=otel.listener)
     second = ErrorRecoveryOrchestrator(clock=clock, listener=otel.listener)

@@ -33,8 +33,10 @@ from otel_resilience import (
     ResilienceTimeoutError,
     RetryConfig,
 )
+from otel_resilience._events import RetryScheduled
 from otel_resilience.alerts import Alert
 from otel_resilience.backoff import Constant
+from otel_resilience.events import EventBus
 from otel_resilience.telemetry import OpenTelemetryListener, names
 from otel_resilience.telemetry.sdk import TelemetryHandles, configure_telemetry
 from otel_resilience.testing import FakeClock
@@ -160,7 +162,14 @@ def drive_everything(listener: OpenTelemetryListener, clock: FakeClock) -> tuple
     )
     asyncio.run(orchestrator.handle_error(critical))
     # The listener observes them weakly: the caller keeps them alive until the scrape.
-    return breaker, bulkhead, orchestrator
+    # An event bus whose subscriber's queue (one event) overflows before it starts.
+    bus = EventBus(name="bus", queue_size=1, telemetry=False)
+    listener.track(bus)
+    bus.subscribe(RetryScheduled, lambda event: None)
+    for attempt in (1, 2):
+        bus.publish(RetryScheduled(pipeline="p", attempt=attempt, delay=0.0, error_type=None))
+    assert bus.dropped == 1
+    return breaker, bulkhead, orchestrator, bus
 
 
 @pytest.fixture

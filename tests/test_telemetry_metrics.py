@@ -43,8 +43,10 @@ from otel_resilience import (
     ResilienceTimeoutError,
     RetryConfig,
 )
+from otel_resilience._events import RetryScheduled
 from otel_resilience.alerts import Alert
 from otel_resilience.backoff import Constant
+from otel_resilience.events import EventBus
 from otel_resilience.telemetry import OpenTelemetryListener, names
 from otel_resilience.testing import FakeClock
 
@@ -336,6 +338,11 @@ def test_every_instrument_in_names_is_exported_as_declared(
     scenario.open_the_breaker()
     scenario.recover()
     orchestrator = scenario.orchestrate()
+    bus = EventBus(name="bus", queue_size=1, telemetry=False)
+    sdk.listener.track(bus)
+    bus.subscribe(RetryScheduled, lambda event: None)
+    for attempt in (1, 2):
+        bus.publish(RetryScheduled(pipeline="p", attempt=attempt, delay=0.0, error_type=None))
     with busy_bulkhead(sdk, clock, wait_until) as (_, pool):
         with pytest.raises(BulkheadFullError):
             pool.call(lambda: "never")
@@ -594,8 +601,8 @@ def test_breakers_are_observed_weakly_and_separately(sdk: Metrics, clock: FakeCl
     assert values(sdk.collect(), names.METRIC_BREAKER_STATE) == states("closed", breaker="kept")
 
 
-def test_track_takes_only_breakers_and_bulkheads(sdk: Metrics) -> None:
-    with pytest.raises(TypeError, match="CircuitBreaker or Bulkhead"):
+def test_track_takes_only_observable_components(sdk: Metrics) -> None:
+    with pytest.raises(TypeError, match="CircuitBreaker, Bulkhead, EventBus or orchestrator"):
         sdk.listener.track(object())
 
 

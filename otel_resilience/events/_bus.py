@@ -398,6 +398,8 @@ class EventBus:
         clock: where timeouts are measured (its ``call_later``); the system clock by
             default, a :class:`~otel_resilience.testing.FakeClock` in tests.
         name: used in log messages and handler thread names.
+        telemetry: ``False`` keeps the bus out of the ``resilience.events.dropped``
+            metric of the global OpenTelemetry providers.
         on_drop: a :data:`DropHook` called for every dropped event; more can be added with
             :meth:`add_drop_hook`.
 
@@ -421,6 +423,7 @@ class EventBus:
     """
 
     __slots__ = (
+        "__weakref__",
         "_accepting",
         "_ack_timeout",
         "_clock",
@@ -446,6 +449,7 @@ class EventBus:
         clock: Clock | None = None,
         name: str = DEFAULT_BUS_NAME,
         on_drop: DropHook | None = None,
+        telemetry: bool = True,
     ) -> None:
         self._queue_size = check_int("EventBus", "queue_size", queue_size)
         self._ack_timeout = check_number("EventBus", "ack_timeout", ack_timeout)
@@ -472,6 +476,12 @@ class EventBus:
         self._loop_thread: int | None = None
         self._workers: set[asyncio.Task[None]] = set()
         self._stop_done: asyncio.Future[None] | None = None
+        if telemetry:
+            # Dropped events are counted by the OpenTelemetry adapter at collection time
+            # (``resilience.events.dropped``). Imported here: telemetry imports the engine.
+            from otel_resilience.telemetry import default_listener  # noqa: PLC0415
+
+            default_listener().track(self)
 
     # -- introspection -----------------------------------------------------------------
 

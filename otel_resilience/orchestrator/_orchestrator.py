@@ -546,7 +546,9 @@ class ErrorRecoveryOrchestrator:
         loop = self._loop
         if loop is None or loop.is_closed():
             coroutine.close()  # type: ignore[attr-defined]
-            LISTENER_ERRORS.exception("orchestrator not started: alert or action dropped")
+            LISTENER_ERRORS.warning(
+                "orchestrator not started (await start()): an alert or action was dropped"
+            )
             return
         try:
             running = asyncio.get_running_loop()

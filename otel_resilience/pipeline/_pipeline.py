@@ -224,7 +224,6 @@ class Pipeline:
             or bulkhead is not None
             or self.checks_result
             or self.observes_outcomes
-            or orchestrator is not None
         )
         # A rejection may propagate from the breaker untouched when nothing would act on it.
         self.passthrough = fallback is None and (retry is None or not retry.config.retry_rejections)

@@ -155,7 +155,8 @@ def _retry_after_first(
     retry's and the breaker's, and a :class:`CallRun` is made only to give up.
     """
     retry = pipeline.retry
-    if retry is None or reports_events(pipeline):
+    # An orchestrator to consult, or a listener taking events: the general loop.
+    if retry is None or pipeline.orchestrator is not None or reports_events(pipeline):
         run = CallRun(pipeline, None)
         run.fail(error, None, outcome, 0.0)
         return _run(pipeline, fn, args, kwargs, run, failed=True)

@@ -368,6 +368,7 @@ class OpenTelemetryListener:
         self._breakers: weakref.WeakSet[CircuitBreaker] = weakref.WeakSet()
         self._bulkheads: weakref.WeakSet[Bulkhead] = weakref.WeakSet()
         self._orchestrators: weakref.WeakSet[Any] = weakref.WeakSet()
+        self._buses: weakref.WeakSet[Any] = weakref.WeakSet()
         self._lock = threading.Lock()
         self._labels: dict[tuple[str, str], dict[str, str]] = {}
         # Calls and attempts are plain integers, exported at collection time.
@@ -422,6 +423,7 @@ class OpenTelemetryListener:
             (names.METRIC_BREAKER_CALLS, self._observe_breaker_calls),
             (names.METRIC_BREAKER_REJECTIONS, self._observe_breaker_rejections),
             (names.METRIC_BULKHEAD_REJECTIONS, self._observe_bulkhead_rejections),
+            (names.METRIC_EVENTS_DROPPED, self._observe_dropped_events),
         ):
             meter.create_observable_counter(
                 metric.name, [callback], unit=metric.unit, description=metric.description
@@ -684,9 +686,12 @@ class OpenTelemetryListener:
                 self._bulkheads.add(component)
             elif callable(getattr(component, "active_patterns", None)):
                 self._orchestrators.add(component)
+            elif hasattr(component, "dropped") and hasattr(component, "subscriptions"):
+                self._buses.add(component)
             else:
                 raise TypeError(
-                    f"track() takes a CircuitBreaker or Bulkhead, got {type(component).__name__}"
+                    "track() takes a CircuitBreaker, Bulkhead, EventBus or orchestrator, "
+                    f"got {type(component).__name__}"
                 )
 
     def _snapshot(self, items: weakref.WeakSet[Any]) -> list[Any]:
@@ -726,9 +731,17 @@ class OpenTelemetryListener:
             self._bulkheads, lambda b: [Observation(b.rejections, {names.ATTR_BULKHEAD: b.name})]
         )
 
+    def _observe_dropped_events(self, options: CallbackOptions) -> Iterable[Observation]:
+        del options
+        return self._each(
+            self._buses, lambda b: [Observation(b.dropped, {names.ATTR_EVENT_BUS: b.name})]
+        )
+
     def _observe_patterns(self, options: CallbackOptions) -> Iterable[Observation]:
         del options
-        return self._each(self._orchestrators, lambda o: [Observation(o.active_patterns())])
+        # One series: the patterns of every orchestrator on this listener, added up.
+        counts = self._each(self._orchestrators, lambda o: [Observation(o.active_patterns())])
+        return [Observation(sum(int(o.value) for o in counts))] if counts else []
 
     def _each(
         self, items: weakref.WeakSet[Any], observe: Callable[[Any], list[Observation]]

@@ -29,6 +29,7 @@ __all__ = [
     "ATTR_ERROR_SEVERITY",
     "ATTR_ERROR_TYPE",
     "ATTR_ESCALATED",
+    "ATTR_EVENT_BUS",
     "ATTR_EXCEPTION_STACKTRACE",
     "ATTR_EXCEPTION_TYPE",
     "ATTR_FROM_STATE",
@@ -63,6 +64,7 @@ __all__ = [
     "METRIC_CALL_DURATION",
     "METRIC_ERRORS",
     "METRIC_ERROR_PATTERNS_ACTIVE",
+    "METRIC_EVENTS_DROPPED",
     "METRIC_FALLBACKS",
     "METRIC_RECOVERY_ACTIONS",
     "METRIC_RETRIES",
@@ -124,11 +126,14 @@ ATTR_HTTP_RESEND_COUNT: Final = "http.request.resend_count"
 
 ATTR_COMPONENT: Final = "resilience.component"
 """The component an error is attributed to (the orchestrator's unit of health)."""
-ATTR_ACTIONS: Final = "resilience.recovery.actions"
+ATTR_ACTIONS: Final = "resilience.recovery.plan"
 """The actions a decision chose, in order (a string array, on decision events)."""
 ATTR_ESCALATED: Final = "resilience.error.escalated"
 """Whether a recurring pattern raised the severity."""
 ATTR_ALERT_SINK: Final = "resilience.alert.sink"
+"""The alert sink's class name (LoggingAlertSink, AlertmanagerAlertSink, ...)."""
+ATTR_EVENT_BUS: Final = "resilience.event_bus"
+"""An event bus's name."""
 """The alert sink's class name (LoggingAlertSink, AlertmanagerAlertSink, ...)."""
 
 RECOVERY_FALLBACK: Final = "fallback"
@@ -312,6 +317,14 @@ METRIC_ERROR_PATTERNS_ACTIVE: Final = MetricName(
     "Recurring error patterns (component and error type) seen within the window.",
 )
 
+METRIC_EVENTS_DROPPED: Final = MetricName(
+    "resilience.events.dropped",
+    "observable_counter",
+    "{event}",
+    (ATTR_EVENT_BUS,),
+    "Events an event bus dropped: a subscriber's queue was full, or the bus was stopped.",
+)
+
 METRICS: Final = (
     METRIC_CALLS,
     METRIC_CALL_DURATION,
@@ -333,6 +346,7 @@ METRICS: Final = (
     METRIC_RECOVERY_ACTIONS,
     METRIC_ALERTS,
     METRIC_ERROR_PATTERNS_ACTIVE,
+    METRIC_EVENTS_DROPPED,
 )
 """Every metric, in the order of the docs table."""
 
