@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from otel_resilience import CircuitState, Pipeline, RetryConfig
 from otel_resilience._clock import wall_time
 from otel_resilience.alerts import (
     Alert,
@@ -22,7 +23,14 @@ from otel_resilience.alerts import (
     AlertmanagerAlertSink,
     rfc3339,
 )
-from otel_resilience.orchestrator import ErrorContext, ErrorSeverity
+from otel_resilience.backoff import Constant
+from otel_resilience.orchestrator import (
+    ErrorContext,
+    ErrorRecoveryOrchestrator,
+    ErrorSeverity,
+    SeverityClassifier,
+    SeverityRule,
+)
 from otel_resilience.testing import FakeClock
 
 if TYPE_CHECKING:
@@ -233,3 +241,52 @@ def test_require_binary_skips_locally_and_fails_under_ci(monkeypatch: pytest.Mon
     with pytest.raises(pytest.fail.Exception, match=r"required under CI=true"):
         servers.require_binary("no-such-server", package="no-such-package")
     assert servers.require_binary("sh") == servers.find_binary("sh")
+
+
+class LedgerCorrupted(Exception):
+    """An error the test's severity rule maps to CRITICAL."""
+
+
+@pytest.mark.asyncio
+async def test_orchestrated_pipeline_failure_reaches_alertmanager(
+    am: servers.Alertmanager,
+) -> None:
+    """End to end: a protected call fails with an error mapped to CRITICAL; the pipeline
+    consults the orchestrator inline, which opens the breaker, stops the retries and sends
+    the operator alert that Alertmanager then shows through its own API."""
+    orchestrator = ErrorRecoveryOrchestrator(
+        classifier=SeverityClassifier(
+            (SeverityRule(ErrorSeverity.CRITICAL, exception_types=(LedgerCorrupted,)),)
+        ),
+        alert_sinks=[AlertmanagerAlertSink(am.base_url)],
+    )
+    await orchestrator.start()
+    try:
+        pipeline = Pipeline(
+            name="ledger.write",
+            component="ledger",
+            retry=RetryConfig(max_attempts=5, backoff=Constant(seconds=0)),
+            orchestrator=orchestrator,
+        )
+        calls: list[int] = []
+
+        async def write() -> None:
+            calls.append(1)
+            raise LedgerCorrupted("checksum mismatch in block 7")
+
+        with pytest.raises(LedgerCorrupted):
+            await pipeline.acall(write)
+        assert calls == [1]  # CRITICAL: no retry
+        assert orchestrator.breaker("ledger").state is CircuitState.OPEN
+    finally:
+        await orchestrator.stop()  # waits for the alert to be delivered
+    alerts = am.alerts()
+    assert len(alerts) == 1
+    labels = alerts[0]["labels"]
+    assert labels["severity"] == "critical"
+    assert labels["component"] == "ledger"
+    assert (
+        labels["error_type"]
+        == "test_orchestrated_pipeline_failure_reaches_alertmanager.<locals>.LedgerCorrupted"
+    )
+    assert alerts[0]["status"]["state"] == "active"
