@@ -285,8 +285,5 @@ async def test_orchestrated_pipeline_failure_reaches_alertmanager(
     labels = alerts[0]["labels"]
     assert labels["severity"] == "critical"
     assert labels["component"] == "ledger"
-    assert (
-        labels["error_type"]
-        == "test_orchestrated_pipeline_failure_reaches_alertmanager.<locals>.LedgerCorrupted"
-    )
+    assert labels["error_type"] == "LedgerCorrupted"
     assert alerts[0]["status"]["state"] == "active"
