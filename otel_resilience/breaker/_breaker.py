@@ -232,7 +232,10 @@ class CircuitBreaker(Standalone):
         if not isinstance(name, str):
             raise TypeError(f"CircuitBreaker.name must be a str, got {type(name).__name__}")
         # Imported here: the telemetry package imports the breaker state and events.
-        from otel_resilience.telemetry._default import resolve_listener  # noqa: PLC0415
+        from otel_resilience.telemetry._default import (  # noqa: PLC0415
+            resolve_listener,
+            track,
+        )
 
         listener = resolve_listener(
             "CircuitBreaker",
@@ -312,9 +315,7 @@ class CircuitBreaker(Standalone):
         self._rejections = 0
         self._slow_calls = 0
         self._stale = 0
-        track = getattr(listener, "track", None)
-        if track is not None:
-            track(self)  # observed by the telemetry listener at collection time
+        track(listener, self)  # observed by the telemetry listener at collection time
 
     # -- identity and inspection --------------------------------------------------------
 

@@ -145,7 +145,10 @@ class Bulkhead:
                 f"Bulkhead.listener must have an on_event method, got {type(listener).__name__}"
             )
         # Imported here: the telemetry package imports the breaker state and events.
-        from otel_resilience.telemetry._default import resolve_listener  # noqa: PLC0415
+        from otel_resilience.telemetry._default import (  # noqa: PLC0415
+            resolve_listener,
+            track,
+        )
 
         resolved = resolve_listener(
             "Bulkhead",
@@ -164,9 +167,7 @@ class Bulkhead:
         self._in_flight = 0
         self._rejections = 0
         self._queue: deque[BulkheadWaiter] = deque()
-        track = getattr(resolved, "track", None)
-        if track is not None:
-            track(self)  # observed by the telemetry listener at collection time
+        track(resolved, self)  # observed by the telemetry listener at collection time
 
     @property
     def name(self) -> str:

@@ -237,7 +237,10 @@ class ErrorRecoveryOrchestrator:
         for sink in self.alert_sinks:
             if not callable(getattr(sink, "send", None)):
                 raise TypeError(f"{owner}.alert_sinks must have send() methods, got {sink!r}")
-        from otel_resilience.telemetry._default import resolve_listener  # noqa: PLC0415
+        from otel_resilience.telemetry._default import (  # noqa: PLC0415
+            resolve_listener,
+            track,
+        )
 
         self.listener = resolve_listener(
             owner, listener, telemetry=True, tracer_provider=None, meter_provider=None
@@ -258,9 +261,7 @@ class ErrorRecoveryOrchestrator:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._monitor: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Future[Any] | concurrent.futures.Future[Any]] = set()
-        track = getattr(self.listener, "track", None)
-        if track is not None:
-            track(self)
+        track(self.listener, self)
 
     # -- components -----------------------------------------------------------------------
 

@@ -13,7 +13,7 @@ if TYPE_CHECKING:
 
     from otel_resilience._events import ResilienceListener
 
-__all__ = ["default_listener", "listener_for", "resolve_listener"]
+__all__ = ["default_listener", "listener_for", "resolve_listener", "track"]
 
 _default: OpenTelemetryListener | None = None
 _lock = threading.Lock()
@@ -86,3 +86,10 @@ def listener_for(
         )
         _by_providers[key] = (tracer_provider, meter_provider, listener)
         return listener
+
+
+def track(listener: object, component: object) -> None:
+    """Let ``listener`` observe ``component`` at metric collection time, if it can."""
+    observe = getattr(listener, "track", None)
+    if observe is not None:
+        observe(component)

@@ -8,7 +8,7 @@ directly and fall back to the public getter if the API ever stops having it.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry import metrics as metrics_api
 from opentelemetry import trace as trace_api
@@ -43,25 +43,28 @@ GLOBALS_READABLE = hasattr(trace_api, "_TRACER_PROVIDER") and hasattr(
 """Whether the API's module globals can be read directly (the hot-path check)."""
 
 
-def tracer_ready(explicit: TracerProvider | None) -> TracerProvider | None:
-    """The provider to trace with, or ``None`` while only the API is there."""
+def _ready(explicit: object, module: object, attribute: str, getter: Any) -> Any:
     if explicit is not None:
         return explicit if _is_sdk(explicit) else None
-    provider = getattr(trace_api, "_TRACER_PROVIDER", _MISSING)
+    provider = getattr(module, attribute, _MISSING)
     if provider is _MISSING:
-        provider = trace_api.get_tracer_provider()
+        provider = getter()
     if provider is None or not _is_sdk(provider):
         return None
-    return provider  # type: ignore[return-value]
+    return provider
+
+
+def tracer_ready(explicit: TracerProvider | None) -> TracerProvider | None:
+    """The provider to trace with, or ``None`` while only the API is there."""
+    provider: TracerProvider | None = _ready(
+        explicit, trace_api, "_TRACER_PROVIDER", trace_api.get_tracer_provider
+    )
+    return provider
 
 
 def meter_ready(explicit: MeterProvider | None) -> MeterProvider | None:
     """The provider to measure with, or ``None`` while only the API is there."""
-    if explicit is not None:
-        return explicit if _is_sdk(explicit) else None
-    provider = getattr(metrics_internal, "_METER_PROVIDER", _MISSING)
-    if provider is _MISSING:
-        provider = metrics_api.get_meter_provider()
-    if provider is None or not _is_sdk(provider):
-        return None
-    return provider  # type: ignore[return-value]
+    provider: MeterProvider | None = _ready(
+        explicit, metrics_internal, "_METER_PROVIDER", metrics_api.get_meter_provider
+    )
+    return provider
