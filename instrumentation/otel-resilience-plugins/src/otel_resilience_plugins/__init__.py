@@ -1,0 +1,1 @@
+"""otel-resilience instrumentation for plugins."""
