@@ -160,11 +160,11 @@ async def run_async(
 
     ``fn`` is not called at all while the breaker rejects: no coroutine is created.
     """
-    listener = pipeline.listener
+    start_call = pipeline.start_call
     observer = None
-    if listener is not None:
+    if start_call is not None:
         try:  # inline rather than through a helper: this runs on every call
-            observer = listener.start_call(pipeline.name)
+            observer = start_call(pipeline.name)
         except Exception:  # noqa: BLE001 - a failing listener observes nothing
             start_call_failed()
     if observer is not None or not pipeline.fast:

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from opentelemetry.metrics import MeterProvider
     from opentelemetry.trace import TracerProvider
 
-    from otel_resilience._events import ResilienceListener
+    from otel_resilience._events import CallObserver, ResilienceListener
     from otel_resilience.orchestrator import ErrorRecoveryOrchestrator
     from otel_resilience.retry import RetryBudget
 
@@ -115,6 +115,7 @@ class Pipeline:
         "orchestrator",
         "passthrough",
         "retry",
+        "start_call",
         "timed",
         "timeout",
     )
@@ -202,6 +203,10 @@ class Pipeline:
         self.component = owner
         # An optional listener method: while it says False, the drivers skip events.
         self.listener_enabled: Callable[[], bool] | None = getattr(listener, "enabled", None)
+        # Bound once: the drivers call it on every protected call.
+        self.start_call: Callable[[str], CallObserver | None] | None = (
+            None if listener is None else listener.start_call
+        )
         self.budget: RetryBudget | None = retry.config.budget if retry is not None else None
         # Flags the drivers read so the success path skips what is not configured.
         self.checks_result = (retry is not None and retry.config.retry_on_result is not None) or (

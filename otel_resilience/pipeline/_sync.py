@@ -105,11 +105,11 @@ def _call(
 
 def run_sync(pipeline: Pipeline, fn: Callable[..., R], /, *args: Any, **kwargs: Any) -> R:
     """Call ``fn(*args, **kwargs)`` through ``pipeline``; return its or a fallback's result."""
-    listener = pipeline.listener
+    start_call = pipeline.start_call
     observer = None
-    if listener is not None:
+    if start_call is not None:
         try:  # inline rather than through a helper: this runs on every call
-            observer = listener.start_call(pipeline.name)
+            observer = start_call(pipeline.name)
         except Exception:  # noqa: BLE001 - a failing listener observes nothing
             start_call_failed()
     if observer is not None or not pipeline.fast:
