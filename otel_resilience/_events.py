@@ -217,7 +217,14 @@ class CallObserver(Protocol):
 
 
 class ResilienceListener(Protocol):
-    """Receives everything the engine reports. The OpenTelemetry adapter implements it."""
+    """Receives everything the engine reports. The OpenTelemetry adapter implements it.
+
+    Optional members, looked up when present: ``enabled() -> bool`` (while ``False`` the
+    drivers build no events and keep plain retries on their fast path),
+    ``wants_rejections: bool`` (``False``: breakers and bulkheads do not report each
+    rejection) and ``track(component)`` (breakers, bulkheads, orchestrators and event buses
+    hand themselves over for observation at metric collection time).
+    """
 
     def start_call(self, pipeline: str) -> CallObserver | None:
         """A protected call through ``pipeline`` starts; return an observer or ``None``."""
