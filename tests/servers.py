@@ -22,8 +22,9 @@ import socket
 import subprocess
 import threading
 import urllib.error
+import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -378,3 +379,142 @@ def alertmanager(tmp_path: Path, *, webhook_url: str | None = None) -> Iterator[
             _stop(process)
         return
     pytest.fail("Alertmanager did not start:\n" + "\n---\n".join(failures), pytrace=False)
+
+
+# -- Prometheus ------------------------------------------------------------------------------
+
+PROMETHEUS_BINARIES = ("prometheus",)
+"""Debian's ``prometheus`` package and upstream builds both install ``prometheus``."""
+
+PROMETHEUS_INTERVAL = "1s"
+"""Scrape and rule-evaluation interval of a test Prometheus: data within a second or two."""
+
+
+def stop_process(process: subprocess.Popen[bytes]) -> None:
+    """Terminate ``process`` (kill it if it does not exit in time) and reap it."""
+    _stop(process)
+
+
+@dataclass
+class Prometheus:
+    """A running Prometheus started by :func:`prometheus`."""
+
+    binary: str
+    port: int
+    process: subprocess.Popen[bytes]
+    log_path: Path
+    alertmanager: Alertmanager | None = None
+
+    @property
+    def base_url(self) -> str:
+        """Prometheus's URL, e.g. ``http://127.0.0.1:43117``."""
+        return f"http://127.0.0.1:{self.port}"
+
+    def log(self) -> str:
+        """Prometheus's output so far (for failure messages)."""
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+    def get_json(self, path: str) -> Any:
+        """GET ``path`` from the API and decode the JSON answer (200 expected)."""
+        status, body = http_get(self.base_url + path)
+        assert status == 200, (path, status, body[:500])
+        return json.loads(body)
+
+    def query(self, expr: str) -> list[dict[str, Any]]:
+        """The result of an instant query (``/api/v1/query``); fails on a query error."""
+        answer = self.get_json("/api/v1/query?" + urllib.parse.urlencode({"query": expr}))
+        assert answer["status"] == "success", answer
+        result: list[dict[str, Any]] = answer["data"]["result"]
+        return result
+
+
+def prometheus_config(
+    targets: Sequence[str], rule_files: Sequence[Path], alertmanager_url: str | None
+) -> str:
+    """A Prometheus configuration: scrape ``targets`` every second, evaluate ``rule_files``."""
+    config: dict[str, Any] = {
+        "global": {
+            "scrape_interval": PROMETHEUS_INTERVAL,
+            "scrape_timeout": PROMETHEUS_INTERVAL,
+            "evaluation_interval": PROMETHEUS_INTERVAL,
+        },
+        "rule_files": [str(path) for path in rule_files],
+        "scrape_configs": [
+            {"job_name": "otel-resilience", "static_configs": [{"targets": list(targets)}]}
+        ],
+    }
+    if alertmanager_url is not None:
+        netloc = urllib.parse.urlsplit(alertmanager_url).netloc
+        config["alerting"] = {"alertmanagers": [{"static_configs": [{"targets": [netloc]}]}]}
+    # JSON is YAML: no YAML library needed to write it.
+    return json.dumps(config, indent=2) + "\n"
+
+
+def _prometheus_ready(server: Prometheus) -> bool:
+    if server.process.poll() is not None:
+        return True  # exited: stop polling, the caller reports it
+    try:
+        status, _ = http_get(server.base_url + "/-/ready", timeout=1.0)
+    except OSError:
+        return False
+    return status == 200
+
+
+@contextmanager
+def prometheus(
+    tmp_path: Path,
+    *,
+    targets: Sequence[str],
+    rule_files: Sequence[Path] = (),
+    alertmanager_url: str | None = None,
+) -> Iterator[Prometheus]:
+    """Start the real Prometheus on 127.0.0.1 for the ``with`` block; stop it after.
+
+    It scrapes ``targets`` (``host:port``, path ``/metrics``) and evaluates ``rule_files``
+    every second, and sends alerts to ``alertmanager_url`` when given. Storage is in
+    ``tmp_path``. Skips (fails under CI) without the binary; fails with Prometheus's log
+    if it does not become ready.
+    """
+    binary = require_binary(*PROMETHEUS_BINARIES, package="prometheus")
+    config = tmp_path / "prometheus.yml"
+    config.write_text(prometheus_config(targets, rule_files, alertmanager_url), encoding="utf-8")
+    storage = tmp_path / "prometheus-data"
+    storage.mkdir(exist_ok=True)
+    failures: list[str] = []
+    # A port found free can be taken before the server binds it: try a few.
+    for attempt in range(3):
+        port = free_port()
+        log_path = tmp_path / f"prometheus-{attempt}.log"
+        with log_path.open("wb") as log:
+            process = subprocess.Popen(
+                [
+                    binary,
+                    f"--config.file={config}",
+                    f"--storage.tsdb.path={storage}",
+                    f"--web.listen-address=127.0.0.1:{port}",
+                    "--log.level=info",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
+        server = Prometheus(binary=binary, port=port, process=process, log_path=log_path)
+        try:
+            ready = eventually(functools.partial(_prometheus_ready, server))
+        except BaseException:
+            _stop(process)
+            raise
+        if process.poll() is not None:
+            failures.append(server.log())
+            if "address already in use" in failures[-1]:
+                continue
+            break
+        if not ready:
+            _stop(process)
+            pytest.fail(f"Prometheus never became ready:\n{server.log()}", pytrace=False)
+        try:
+            yield server
+        finally:
+            _stop(process)
+        return
+    pytest.fail("Prometheus did not start:\n" + "\n---\n".join(failures), pytrace=False)

@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from otel_resilience.cli._demo import DemoOptions, add_arguments, run_demo
+from otel_resilience.cli._demo import add_arguments, options_from_args, run_demo
 
 __all__ = ["console_main", "main"]
 
@@ -19,7 +19,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     demo = commands.add_parser(
-        "demo", help="drive a simulated flaky dependency through a breaker + retry pipeline"
+        "demo", help="drive real HTTP traffic at a flaky service through every protection"
     )
     add_arguments(demo)
     return parser
@@ -30,12 +30,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "demo":
         try:
-            run_demo(
-                DemoOptions(calls=args.calls, seed=args.seed, interval=args.interval), sys.stdout
-            )
-        except ValueError as exc:
+            options = options_from_args(args)
+        except (TypeError, ValueError) as exc:
             print(f"otel-resilience: {exc}", file=sys.stderr)
             return 2
+        try:
+            run_demo(options, sys.stdout)
+        except RuntimeError as exc:
+            print(f"otel-resilience: {exc}", file=sys.stderr)
+            return 1
+        except KeyboardInterrupt:
+            return 130
     return 0
 
 

@@ -1,185 +1,648 @@
-"""``otel-resilience demo``: a flaky dependency behind a breaker + retry pipeline.
+"""``otel-resilience demo``: real HTTP traffic through every kind of protection.
 
-The dependency is simulated in-process: healthy, then an outage, then recovering. Calls
-go through ``resilient(...)`` with a retry (exponential backoff with jitter) inside a
-fallback and over a circuit breaker, on the real clock with short durations, so the run
-takes a few seconds and shows every behaviour: retries that save a call, the breaker
-opening, fast rejections, the half-open trial and the close.
+A flaky primary service and a healthy secondary run on loopback. Worker threads call
+them three ways at once: an httpx client with the resilient transport (retries that honour
+``Retry-After``, a breaker per authority, failover to the secondary), a function decorated
+with :func:`~otel_resilience.resilient` and a function patched with
+:func:`~otel_resilience.wrap` (both retry, break and fall back). The error-recovery
+orchestrator watches every failed attempt and alerts on recurring connection errors.
+Metrics are served to Prometheus; traces go over OTLP when
+``OTEL_EXPORTER_OTLP_ENDPOINT`` is set. The summary is read back from the metrics.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import logging
+import threading
 from collections import Counter
-from dataclasses import dataclass
-from typing import TextIO
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Final, TextIO
 
-from otel_resilience._clock import SYSTEM_CLOCK, Clock, RandomSource, seeded_random
-from otel_resilience._events import (
-    CallRejected,
-    CircuitStateChanged,
-    FallbackExecuted,
-    ResilienceEvent,
-    RetryExhausted,
-    RetryScheduled,
+from otel_resilience._clock import SYSTEM_CLOCK, Clock, seeded_random
+from otel_resilience._validation import check_int, check_number
+from otel_resilience.cli import _targets
+from otel_resilience.cli._service import SCENARIOS, DemoService, Schedule
+from otel_resilience.telemetry import names
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    from otel_resilience.orchestrator import ErrorRecoveryOrchestrator
+
+__all__ = [
+    "DEFAULT_DURATION",
+    "DEFAULT_METRICS_PORT",
+    "DEFAULT_SEED",
+    "DEFAULT_WORKERS",
+    "DemoOptions",
+    "DemoReport",
+    "add_arguments",
+    "options_from_args",
+    "run_demo",
+]
+
+_OWNER = "DemoOptions"
+
+DEFAULT_DURATION = 30.0
+"""Seconds the demo runs by default."""
+
+DEFAULT_SEED = 2
+"""Random seed of the services' failures and of the jitter."""
+
+DEFAULT_METRICS_PORT = 9464
+"""Port of the Prometheus endpoint (OpenTelemetry's registered exporter port)."""
+
+DEFAULT_WORKERS = 3
+"""Threads sending traffic at once."""
+
+SAMPLE_INTERVAL = 0.5
+"""Seconds between two samples of the call counters (the timeline, the live view)."""
+
+PLAIN_LINE_INTERVAL = 2.0
+"""Seconds between two progress lines when the output is not a terminal."""
+
+WORKER_PAUSE = 0.02
+"""Seconds a worker pauses between two rounds of calls."""
+
+OUTCOMES: Final = ("success", "fallback", "rejected", "failure", "timeout")
+"""Call outcomes shown, in this order (``resilience.outcome`` values)."""
+
+_ALERT_LOGGER = "otel_resilience.cli.demo.alerts"
+
+_INSTALL_HINT = (
+    "the demo needs httpx, the OpenTelemetry SDK and the otel-resilience-httpx package: "
+    "pip install 'otel-resilience[sdk]' otel-resilience-httpx httpx"
 )
-from otel_resilience.backoff import Exponential
-from otel_resilience.breaker import CircuitBreaker, CircuitBreakerConfig
-from otel_resilience.fallback import Fallback, FallbackContext
-from otel_resilience.middleware import resilient
-from otel_resilience.pipeline import Pipeline
-from otel_resilience.retry import RetryConfig
-
-__all__ = ["DemoOptions", "add_arguments", "run_demo"]
-
-
-class DependencyDownError(ConnectionError):
-    """The simulated dependency failed."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DemoOptions:
-    """What the demo does; every field has a command-line flag."""
+    """What the demo does; every field has a command-line flag.
 
-    calls: int = 60
-    seed: int = 2
-    interval: float = 0.05
-    """Seconds between calls."""
+    Attributes:
+        duration: seconds of traffic.
+        scenario: one of ``all``, ``outage``, ``flapping``, ``slow``, ``rate-limited``,
+            ``failover``.
+        seed: random seed (services' failures, jitter).
+        metrics_port: Prometheus endpoint port, ``0`` for a free one; a taken port is
+            replaced by a free one.
+        service_port: port of the primary service, ``0`` for a free one.
+        alertmanager_url: send alerts to this Alertmanager instead of the log.
+        live: redraw a live view while running (plain lines when not a terminal).
+        workers: threads sending traffic.
+    """
 
+    duration: float = DEFAULT_DURATION
+    scenario: str = "all"
+    seed: int = DEFAULT_SEED
+    metrics_port: int = DEFAULT_METRICS_PORT
+    service_port: int = 0
+    alertmanager_url: str | None = None
+    live: bool = True
+    workers: int = DEFAULT_WORKERS
 
-NOISE = 0.1
-"""Share of calls that fail at random outside the outage (retries usually save them)."""
-
-
-class FlakyDependency:
-    """A dependency that is healthy, then down, then healthy again, with some noise."""
-
-    def __init__(self, calls: int, rng: RandomSource) -> None:
-        self.rng = rng
-        self.outage = range(calls // 4, calls // 2)
-        self.call_index = 0
-        self.invocations = 0
-
-    def fetch(self, item: int) -> str:
-        self.invocations += 1
-        down = self.call_index in self.outage
-        if down or self.rng.random() < NOISE:
-            raise DependencyDownError("upstream unavailable")
-        return f"item-{item}"
-
-
-class _Narrator:
-    """Turns engine events into lines of the demo's story."""
-
-    def __init__(self, out: TextIO, started: float, clock: Clock) -> None:
-        self.out = out
-        self.started = started
-        self.clock = clock
-        self.counts: Counter[str] = Counter()
-
-    def start_call(self, pipeline: str) -> None:
-        return None
-
-    def on_event(self, event: ResilienceEvent) -> None:
-        self.counts[type(event).__name__] += 1
-        at = self.clock.monotonic() - self.started
-        if isinstance(event, CircuitStateChanged):
-            print(
-                f"  [{at:6.2f}s] breaker {event.breaker!r}: {event.previous.value} -> "
-                f"{event.state.value} ({event.reason})",
-                file=self.out,
+    def __post_init__(self) -> None:
+        check_number(_OWNER, "duration", self.duration)
+        if self.scenario not in SCENARIOS:
+            raise ValueError(
+                f"{_OWNER}.scenario must be one of {', '.join(SCENARIOS)}, got {self.scenario!r}"
             )
-        elif isinstance(event, RetryScheduled):
-            print(
-                f"  [{at:6.2f}s]   retry after attempt {event.attempt} "
-                f"({event.error_type}), waiting {event.delay * 1000:.0f} ms",
-                file=self.out,
-            )
-        elif isinstance(event, RetryExhausted | CallRejected | FallbackExecuted):
-            pass  # summarised per call below
+        check_int(_OWNER, "seed", self.seed, minimum=0)
+        for name in ("metrics_port", "service_port"):
+            port = check_int(_OWNER, name, getattr(self, name), minimum=0)
+            if port > 65535:
+                raise ValueError(f"{_OWNER}.{name} must be <= 65535, got {port}")
+        url = self.alertmanager_url
+        if url is not None and not str(url).startswith(("http://", "https://")):
+            raise ValueError(f"{_OWNER}.alertmanager_url must be an http(s) URL, got {url!r}")
+        if not isinstance(self.live, bool):
+            raise TypeError(f"{_OWNER}.live must be a bool, got {self.live!r}")
+        check_int(_OWNER, "workers", self.workers)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DemoReport:
+    """What a run did, read back from its own metrics.
+
+    Attributes:
+        summary: the final summary, as printed.
+        calls: calls by outcome (``resilience.calls``).
+        retries: retries scheduled (``resilience.retries``).
+        transitions: breaker transitions by ``"from->to"``.
+        fallbacks: fallbacks executed (``resilience.fallbacks``).
+        failovers: requests the secondary service answered.
+        actions: recovery actions by name (``resilience.recovery.actions``).
+        alerts: operator alerts sent (``resilience.alerts``).
+        metrics_url: where the metrics were served.
+        timeline: ``(seconds, cumulative calls by outcome)`` samples over the run.
+    """
+
+    summary: str
+    calls: Counter[str]
+    retries: int
+    transitions: Counter[str]
+    fallbacks: int
+    failovers: int
+    actions: Counter[str]
+    alerts: int
+    metrics_url: str | None
+    timeline: tuple[tuple[float, dict[str, int]], ...] = field(default=())
+
+
+@dataclass(slots=True)
+class _Totals:
+    calls: Counter[str] = field(default_factory=Counter)
+    retries: int = 0
+    transitions: Counter[str] = field(default_factory=Counter)
+    fallbacks: int = 0
+    actions: Counter[str] = field(default_factory=Counter)
+    alerts: int = 0
+
+
+def _read_totals(reader: InMemoryMetricReader) -> _Totals:
+    """Sum the counters the demo reports, from the in-memory copy of its metrics."""
+    totals = _Totals()
+    data = reader.get_metrics_data()
+    if data is None:
+        return totals
+    for resource in data.resource_metrics:
+        for scope in resource.scope_metrics:
+            for metric in scope.metrics:
+                points: Any = getattr(metric.data, "data_points", ())
+                for point in points:
+                    value = getattr(point, "value", None)
+                    if not isinstance(value, int):
+                        continue
+                    attributes = point.attributes or {}
+                    name = metric.name
+                    if name == names.METRIC_CALLS.name:
+                        totals.calls[str(attributes.get(names.ATTR_OUTCOME))] += value
+                    elif name == names.METRIC_RETRIES.name:
+                        totals.retries += value
+                    elif name == names.METRIC_BREAKER_TRANSITIONS.name:
+                        key = (
+                            f"{attributes.get(names.ATTR_FROM_STATE)}->"
+                            f"{attributes.get(names.ATTR_TO_STATE)}"
+                        )
+                        totals.transitions[key] += value
+                    elif name == names.METRIC_FALLBACKS.name:
+                        totals.fallbacks += value
+                    elif name == names.METRIC_RECOVERY_ACTIONS.name:
+                        totals.actions[str(attributes.get(names.ATTR_RECOVERY_ACTION))] += value
+                    elif name == names.METRIC_ALERTS.name:
+                        totals.alerts += value
+    return totals
+
+
+class _AlertLines(logging.Handler):
+    """Keeps the last alert lines for the live view instead of printing them."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage()[:110])
+        del self.lines[:-3]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the demo's flags to ``parser``."""
-    defaults = DemoOptions()
-    parser.add_argument("--calls", type=int, default=defaults.calls, help="calls to make")
-    parser.add_argument("--seed", type=int, default=defaults.seed, help="random seed")
     parser.add_argument(
-        "--interval", type=float, default=defaults.interval, help="seconds between calls"
+        "--duration", type=float, default=DEFAULT_DURATION, help="seconds of traffic (30)"
+    )
+    parser.add_argument(
+        "--scenario", choices=SCENARIOS, default="all", help="what goes wrong (all)"
+    )
+    parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="random seed")
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        default=DEFAULT_METRICS_PORT,
+        help=f"Prometheus endpoint port ({DEFAULT_METRICS_PORT}; 0: any free port)",
+    )
+    parser.add_argument(
+        "--service-port", type=int, default=0, help="port of the flaky service (0: any)"
+    )
+    parser.add_argument(
+        "--alertmanager-url", default=None, help="send alerts to this Alertmanager (API v2)"
+    )
+    parser.add_argument(
+        "--workers", type=int, default=DEFAULT_WORKERS, help="threads sending traffic (3)"
+    )
+    parser.add_argument("--no-live", action="store_true", help="no live view, summary only")
+
+
+def options_from_args(args: argparse.Namespace) -> DemoOptions:
+    """Build :class:`DemoOptions` from parsed flags."""
+    return DemoOptions(
+        duration=args.duration,
+        scenario=args.scenario,
+        seed=args.seed,
+        metrics_port=args.metrics_port,
+        service_port=args.service_port,
+        alertmanager_url=args.alertmanager_url,
+        live=not args.no_live,
+        workers=args.workers,
     )
 
 
-def run_demo(options: DemoOptions, out: TextIO, clock: Clock = SYSTEM_CLOCK) -> Counter[str]:
-    """Run the demo, print the story to ``out``, and return the count of call outcomes."""
-    if options.calls < 1:
-        raise ValueError(f"--calls must be >= 1, got {options.calls}")
-    if options.interval < 0:
-        raise ValueError(f"--interval must be >= 0, got {options.interval}")
-    rng = seeded_random(options.seed)
-    dependency = FlakyDependency(options.calls, rng)
-    narrator = _Narrator(out, clock.monotonic(), clock)
-    breaker = CircuitBreaker(
-        "inventory",
-        CircuitBreakerConfig(
-            failure_threshold=4, success_threshold=2, timeout_seconds=0.5, half_open_max_calls=1
-        ),
-        clock=clock,
-        rng=rng,
-        listener=narrator,
-    )
+class _LoopThread:
+    """An event loop in a daemon thread: the orchestrator's alerts run there."""
 
-    def cached(context: FallbackContext) -> str:
-        return f"cached ({type(context.error).__name__})"
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(
+            target=self.loop.run_forever, name="demo-orchestrator", daemon=True
+        )
+        self.thread.start()
 
-    pipeline = Pipeline(
-        name="inventory.fetch",
-        fallback=Fallback(handler=cached),
-        retry=RetryConfig(
-            max_attempts=3,
-            backoff=Exponential(initial=0.01, multiplier=2.0, max_delay=0.1),
-            retry_on=(DependencyDownError,),
-        ),
-        circuit_breaker=breaker,
-        clock=clock,
-        listener=narrator,
-    )
-    fetch = resilient(pipeline)(dependency.fetch)
-    outcomes: Counter[str] = Counter()
-    print(
-        f"otel-resilience demo: {options.calls} calls to a flaky 'inventory' service "
-        f"(outage on calls {dependency.outage.start}-{dependency.outage.stop - 1})",
-        file=out,
-    )
-    for index in range(options.calls):
-        dependency.call_index = index
-        before = dependency.invocations
-        value = fetch(index)
-        tries = dependency.invocations - before
-        if tries == 0:
-            category, detail = "rejected", "breaker open: fallback without calling"
-        elif value.startswith("cached"):
-            plural = "s" if tries > 1 else ""
-            category, detail = "fallback", f"failed {tries} attempt{plural}: fallback"
-        elif tries == 1:
-            category, detail = "ok", "ok"
-        else:
-            category, detail = "ok after retry", f"ok after {tries} attempts"
-        outcomes[category] += 1
+    def run(self, coroutine: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result()
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join()
+        self.loop.close()
+
+
+def _start_telemetry(options: DemoOptions, reader: InMemoryMetricReader, out: TextIO) -> Any:
+    from otel_resilience.telemetry.sdk import configure_telemetry  # noqa: PLC0415
+
+    def configure(port: int) -> Any:
+        return configure_telemetry(
+            service_name="otel-resilience-demo",
+            prometheus_port=port,
+            traces="auto",
+            set_global=False,
+            metric_readers=[reader],
+        )
+
+    try:
+        return configure(options.metrics_port)
+    except OSError as error:
+        if options.metrics_port == 0:
+            raise
         print(
-            f"call {index:3d}: {value:<28} {detail}  [breaker {breaker.state.value}]",
+            f"metrics port {options.metrics_port} is not available ({error.strerror}); "
+            "serving metrics on a free port instead",
             file=out,
         )
-        clock.sleep(options.interval)
-    metrics = breaker.metrics
-    print("\nsummary", file=out)
-    for kind, count in sorted(outcomes.items()):
-        print(f"  {kind:<22} {count}", file=out)
-    print(
-        f"  dependency invocations {dependency.invocations}\n"
-        f"  breaker: {metrics.calls} calls, {metrics.failures} failures, "
-        f"{metrics.rejections} rejections, now {metrics.state.value}\n"
-        f"  retries scheduled      {narrator.counts['RetryScheduled']}\n"
-        f"  transitions            {narrator.counts['CircuitStateChanged']}",
-        file=out,
+        return configure(0)
+
+
+def run_demo(options: DemoOptions, out: TextIO, clock: Clock = SYSTEM_CLOCK) -> DemoReport:
+    """Run the demo, show it on ``out``, and return what happened.
+
+    Raises:
+        RuntimeError: a package the demo needs is missing (the message says which).
+    """
+    try:
+        import httpx  # noqa: PLC0415 - optional: only the demo needs it
+        from opentelemetry.sdk.metrics.export import (  # noqa: PLC0415
+            InMemoryMetricReader,
+        )
+        from otel_resilience_httpx import (  # noqa: PLC0415
+            HttpResilienceConfig,
+            ResilientTransport,
+        )
+    except ImportError as error:
+        raise RuntimeError(f"{_INSTALL_HINT} ({error})") from None
+
+    from otel_resilience import (  # noqa: PLC0415 - the package imports this module's package
+        AlertmanagerAlertSink,
+        AlertSink,
+        CircuitBreaker,
+        CircuitBreakerConfig,
+        ErrorRecoveryOrchestrator,
+        FailoverConfig,
+        Fallback,
+        LoggingAlertSink,
+        RetryConfig,
+        resilient,
+        unwrap,
+        wrap,
     )
-    return outcomes
+    from otel_resilience.backoff import Exponential  # noqa: PLC0415
+    from otel_resilience.orchestrator import (  # noqa: PLC0415
+        DecisionTable,
+        ErrorSeverity,
+        PatternTracker,
+        RecoveryAction,
+    )
+    from otel_resilience.telemetry._default import listener_for  # noqa: PLC0415
+
+    rng = seeded_random(options.seed)
+    schedule = Schedule(options.scenario, options.duration)
+    reader = InMemoryMetricReader()
+    telemetry = _start_telemetry(options, reader, out)
+    tracer_provider = telemetry.tracer_provider
+    meter_provider = telemetry.meter_provider
+    providers: dict[str, Any] = {
+        "tracer_provider": tracer_provider,
+        "meter_provider": meter_provider,
+    }
+    primary = DemoService("primary", schedule, clock, rng, options.service_port)
+    secondary = DemoService("secondary", schedule, clock, rng)
+
+    alert_lines = _AlertLines()
+    alert_logger = logging.getLogger(_ALERT_LOGGER)
+    alert_logger.propagate = False
+    alert_logger.addHandler(alert_lines)
+    sink: AlertSink
+    if options.alertmanager_url is not None:
+        sink = AlertmanagerAlertSink(options.alertmanager_url, clock=clock)
+    else:
+        sink = LoggingAlertSink(alert_logger)
+    table = DecisionTable()
+    # An unreachable dependency pages someone here, so a short run shows alerts too.
+    table = table.with_actions(
+        ErrorSeverity.HIGH, [*table.actions_for(ErrorSeverity.HIGH), RecoveryAction.ALERT]
+    )
+    orchestrator = ErrorRecoveryOrchestrator(
+        alert_sinks=[sink],
+        table=table,
+        patterns=PatternTracker(window_seconds=10.0, threshold=2, clock=clock),
+        clock=clock,
+        listener=listener_for(tracer_provider, meter_provider),
+    )
+    loop = _LoopThread()
+    stop = threading.Event()
+    workers: list[threading.Thread] = []
+    client: httpx.Client | None = None
+    bare: httpx.Client | None = None
+    wrapped_target = f"{_targets.__name__}:recommend"
+    wrapped = False
+    try:
+        loop.run(orchestrator.start())
+        primary.start()
+        secondary.start()
+        base = primary.base_url
+        client = httpx.Client(
+            transport=ResilientTransport(
+                config=HttpResilienceConfig(
+                    name="inventory",
+                    max_attempts=3,
+                    backoff=Exponential(initial=0.02, multiplier=2.0, max_delay=0.2),
+                    total_timeout=2.0,
+                    attempt_timeout=0.2,
+                    failure_threshold=3,
+                    breaker_timeout=1.0,
+                    max_retry_after=0.3,
+                    failover={base: FailoverConfig((secondary.base_url,))},
+                ),
+                clock=clock,
+                orchestrator=orchestrator,
+                **providers,
+            )
+        )
+        bare = httpx.Client()
+        http = bare
+
+        def cached_price(context: Any) -> object:
+            return {"service": "cache", "price": None, "error": type(context.error).__name__}
+
+        pricing_breaker = CircuitBreaker(
+            "pricing",
+            CircuitBreakerConfig(
+                failure_threshold=5, success_threshold=2, timeout_seconds=1.0, half_open_max_calls=1
+            ),
+            clock=clock,
+            rng=rng,
+            **providers,
+        )
+
+        @resilient(
+            name="pricing",
+            fallback=Fallback(handler=cached_price),
+            retry=RetryConfig(
+                max_attempts=3,
+                backoff=Exponential(initial=0.02, multiplier=2.0, max_delay=0.2),
+                max_retry_after=0.3,
+            ),
+            circuit_breaker=pricing_breaker,
+            attempt_timeout=0.2,
+            clock=clock,
+            orchestrator=orchestrator,
+            component="pricing",
+            **providers,
+        )
+        def price(item: int) -> object:
+            return _targets.get_json(http, f"{base}/pricing/{item}")
+
+        recommendations_breaker = CircuitBreaker(
+            "recommendations",
+            CircuitBreakerConfig(failure_threshold=4, timeout_seconds=1.0, half_open_max_calls=1),
+            clock=clock,
+            rng=rng,
+            **providers,
+        )
+        wrap(
+            wrapped_target,
+            name="recommendations",
+            fallback=Fallback(value=[]),
+            retry=RetryConfig(max_attempts=2, backoff=Exponential(initial=0.02, max_delay=0.1)),
+            circuit_breaker=recommendations_breaker,
+            clock=clock,
+            orchestrator=orchestrator,
+            component="recommendations",
+            **providers,
+        )
+        wrapped = True
+        transport: Any = client._transport
+        breakers: list[tuple[str, Callable[[], str]]] = [
+            ("inventory", lambda: transport.resilience.breaker(base).state.value),
+            ("pricing", lambda: pricing_breaker.state.value),
+            ("recommendations", lambda: recommendations_breaker.state.value),
+        ]
+
+        def work(index: int) -> None:
+            item = index
+            while not stop.is_set():
+                item += options.workers
+                try:
+                    client.get(f"{base}/inventory/{item}", timeout=2.0)
+                except (httpx.HTTPError, ConnectionError, TimeoutError):
+                    pass  # counted by the pipeline's metrics; the view shows the outcomes
+                except Exception:  # noqa: BLE001, S110 - CircuitOpenError and the like: counted too
+                    pass
+                price(item)
+                _targets.recommend(http, base)
+                clock.wait(stop, WORKER_PAUSE)
+
+        for index in range(options.workers):
+            thread = threading.Thread(target=work, args=(index,), name=f"demo-worker-{index}")
+            workers.append(thread)
+        view = _View(out, options, schedule, primary, breakers, alert_lines, telemetry)
+        view.header()
+        started = clock.monotonic()
+        for thread in workers:
+            thread.start()
+        timeline: list[tuple[float, dict[str, int]]] = [(0.0, dict.fromkeys(OUTCOMES, 0))]
+        while True:
+            elapsed = clock.monotonic() - started
+            if elapsed >= options.duration:
+                break
+            clock.wait(stop, min(SAMPLE_INTERVAL, options.duration - elapsed))
+            elapsed = clock.monotonic() - started
+            totals = _read_totals(reader)
+            timeline.append((elapsed, {o: totals.calls[o] for o in OUTCOMES}))
+            view.update(elapsed, totals, orchestrator)
+        stop.set()
+        for thread in workers:
+            thread.join()
+        elapsed = clock.monotonic() - started
+        loop.run(orchestrator.stop())
+        totals = _read_totals(reader)
+        timeline.append((elapsed, {o: totals.calls[o] for o in OUTCOMES}))
+        view.finish()
+        failovers = secondary.hits[200]
+        summary = _summary(
+            options, elapsed, totals, failovers, breakers, sink, telemetry.metrics_url
+        )
+        print(summary, file=out)
+        return DemoReport(
+            summary=summary,
+            calls=totals.calls,
+            retries=totals.retries,
+            transitions=totals.transitions,
+            fallbacks=totals.fallbacks,
+            failovers=failovers,
+            actions=totals.actions,
+            alerts=totals.alerts,
+            metrics_url=telemetry.metrics_url,
+            timeline=tuple(timeline),
+        )
+    finally:
+        stop.set()
+        for thread in workers:
+            if thread.is_alive():
+                thread.join()
+        if wrapped:
+            unwrap(wrapped_target)
+        if client is not None:
+            client.close()
+        if bare is not None:
+            bare.close()
+        primary.close()
+        secondary.close()
+        if orchestrator.running:
+            loop.run(orchestrator.stop())
+        loop.close()
+        alert_logger.removeHandler(alert_lines)
+        telemetry.shutdown()
+
+
+def _summary(
+    options: DemoOptions,
+    elapsed: float,
+    totals: _Totals,
+    failovers: int,
+    breakers: list[tuple[str, Callable[[], str]]],
+    sink: object,
+    metrics_url: str | None,
+) -> str:
+    calls = totals.calls
+    outcomes = ", ".join(f"{o} {calls[o]}" for o in OUTCOMES if calls[o])
+    transitions = ", ".join(f"{k} {v}" for k, v in sorted(totals.transitions.items()))
+    actions = ", ".join(f"{k} {v}" for k, v in sorted(totals.actions.items()))
+    states = ", ".join(f"{name} {state()}" for name, state in breakers)
+    lines = [
+        f"summary: {elapsed:.1f} s, scenario {options.scenario}, seed {options.seed}, "
+        f"{options.workers} workers",
+        f"  calls                {sum(calls.values()):>6}  ({outcomes or 'none'})",
+        f"  retries              {totals.retries:>6}",
+        f"  breaker transitions  {sum(totals.transitions.values()):>6}  ({transitions or 'none'})",
+        f"  fallbacks            {totals.fallbacks:>6}",
+        f"  failover             {failovers:>6}  requests answered by the secondary",
+        f"  recovery actions     {sum(totals.actions.values()):>6}  ({actions or 'none'})",
+        f"  alerts               {totals.alerts:>6}  (to {type(sink).__name__})",
+        f"  breakers now         {states}",
+        f"  metrics              {metrics_url or 'not served'}",
+    ]
+    return "\n".join(lines)
+
+
+class _View:
+    """The live view: an ANSI redraw on a terminal, periodic plain lines otherwise."""
+
+    def __init__(
+        self,
+        out: TextIO,
+        options: DemoOptions,
+        schedule: Schedule,
+        primary: DemoService,
+        breakers: list[tuple[str, Callable[[], str]]],
+        alerts: _AlertLines,
+        telemetry: Any,
+    ) -> None:
+        self.out = out
+        self.options = options
+        self.schedule = schedule
+        self.primary = primary
+        self.breakers = breakers
+        self.alerts = alerts
+        self.telemetry = telemetry
+        isatty = getattr(out, "isatty", None)
+        self.tty = bool(isatty is not None and isatty())
+        self.drawn = 0
+        self.last_line = -PLAIN_LINE_INTERVAL
+
+    def header(self) -> None:
+        phases = " -> ".join(p.name for p in self.schedule.phases)
+        print(
+            f"otel-resilience demo: {self.options.duration:g} s, scenario "
+            f"{self.options.scenario} ({phases})\n"
+            f"  primary {self.primary.base_url}; metrics "
+            f"{self.telemetry.metrics_url or 'not served'}",
+            file=self.out,
+        )
+        self.out.flush()
+
+    def update(
+        self, elapsed: float, totals: _Totals, orchestrator: ErrorRecoveryOrchestrator
+    ) -> None:
+        if not self.options.live:
+            return
+        calls = totals.calls
+        outcomes = "  ".join(f"{o} {calls[o]}" for o in OUTCOMES)
+        states = "  ".join(f"{name}: {state()}" for name, state in self.breakers)
+        phase = self.primary.phase().name
+        if not self.tty:
+            if elapsed - self.last_line < PLAIN_LINE_INTERVAL:
+                return
+            self.last_line = elapsed
+            print(
+                f"[{elapsed:5.1f}s] {phase:<12} calls: {outcomes} | retries {totals.retries}"
+                f" | breakers {states} | actions {sum(totals.actions.values())}"
+                f" | alerts {totals.alerts}",
+                file=self.out,
+            )
+            self.out.flush()
+            return
+        share = min(elapsed / self.options.duration, 1.0)
+        bar = "#" * int(share * 30)
+        recent = orchestrator.status().recent_actions[-3:]
+        lines = [
+            f"\x1b[1m[{bar:<30}] {elapsed:5.1f}/{self.options.duration:g}s\x1b[0m  phase: {phase}",
+            f"  calls     {outcomes}",
+            f"  retries   {totals.retries}   fallbacks {totals.fallbacks}"
+            f"   transitions {sum(totals.transitions.values())}",
+            f"  breakers  {states}",
+            f"  recovery  {', '.join(f'{k} {v}' for k, v in sorted(totals.actions.items()))}",
+            *(f"    {component}: {action} {detail}" for _, component, action, _, detail in recent),
+            f"  alerts    {totals.alerts}",
+            *(f"    {line}" for line in self.alerts.lines),
+        ]
+        if self.drawn:
+            self.out.write(f"\x1b[{self.drawn}F\x1b[J")
+        self.out.write("\n".join(lines) + "\n")
+        self.out.flush()
+        self.drawn = len(lines)
+
+    def finish(self) -> None:
+        if self.tty and self.drawn:
+            self.out.write("\n")

@@ -8,6 +8,7 @@ and a retry, nobody observing) needs none until its first failure.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
@@ -385,6 +386,12 @@ class CallRun:
 
         details = getattr(self.observer, "attempt_details", None)
         attributes, trace_id, span_id = (None, None, None) if details is None else details()
+        # An exception may carry attributes of its own (``resilience_attributes``), such as
+        # the HTTP status of a response turned into an error: they count even when no
+        # span records; the attempt span's attributes win where both have a key.
+        carried = getattr(error, "resilience_attributes", None)
+        if isinstance(carried, Mapping) and carried:
+            attributes = {**carried, **(attributes or {})}
         pipeline = self.pipeline
         return ErrorContext.from_exception(
             error,

@@ -22,7 +22,7 @@ class ResponseStatusError(Exception):
         retry_after: the server's ``Retry-After`` in seconds, or ``None``.
     """
 
-    __slots__ = ("response", "retry_after", "retryable", "status_code")
+    __slots__ = ("resilience_attributes", "response", "retry_after", "retryable", "status_code")
 
     def __init__(
         self, response: httpx.Response, *, retryable: bool, retry_after: float | None
@@ -32,6 +32,9 @@ class ResponseStatusError(Exception):
         self.status_code = response.status_code
         self.retryable = retryable
         self.retry_after = retry_after
+        # Read by pipelines for the orchestrator's severity rules, even without a
+        # recording span (see otel_resilience.ErrorContext attributes).
+        self.resilience_attributes = {"http.response.status_code": response.status_code}
 
 
 class UnhealthyStatusError(ResponseStatusError):

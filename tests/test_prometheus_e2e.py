@@ -1,0 +1,345 @@
+"""The dashboards and alert rules against a real Prometheus scraping real metrics.
+
+A subprocess (:func:`serve_metrics`) serves otel-resilience's metrics through
+``configure_telemetry`` and keeps driving pipelines, breakers, a bulkhead, an event bus and
+the orchestrator so that every metric has data. A real Prometheus on loopback scrapes it
+every second with the shipped alert rules, plus ``for: 0s`` copies of them, and sends its
+alerts to a real Alertmanager. Then every panel query of every dashboard must return data,
+every metric name under grafana/ must be scraped, and the copies of the alerts the driver
+makes true must reach Alertmanager.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import json
+import re
+import subprocess
+import sys
+import threading
+import urllib.parse
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from otel_resilience import (
+    Bulkhead,
+    BulkheadFullError,
+    CircuitBreaker,
+    CircuitBreakerConfig,
+    CircuitOpenError,
+    ErrorContext,
+    ErrorRecoveryOrchestrator,
+    ErrorSeverity,
+    Fallback,
+    Pipeline,
+    ResilienceTimeoutError,
+    RetryConfig,
+)
+from otel_resilience._events import RetryScheduled
+from otel_resilience.alerts import Alert
+from otel_resilience.backoff import Constant
+from otel_resilience.events import EventBus
+from otel_resilience.telemetry import OpenTelemetryListener
+from otel_resilience.telemetry.sdk import configure_telemetry
+from otel_resilience.testing import FakeClock
+
+if TYPE_CHECKING:
+    import servers
+    import test_grafana as grafana
+else:
+    # tests/ is not a package for the type checker: imported by name at run time.
+    servers = importlib.import_module("tests.servers")
+    grafana = importlib.import_module("tests.test_grafana")
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).resolve().parent.parent
+GRAFANA = ROOT / "grafana"
+DASHBOARDS = sorted((GRAFANA / "dashboards").glob("*.json"))
+ALERT_RULES = GRAFANA / "prometheus" / "alerts.yml"
+
+DRIVE_INTERVAL = 0.2
+"""Real seconds between two rounds of the driver (counters keep rising between scrapes)."""
+
+RATE_INTERVAL = "30s"
+"""What ``$__rate_interval`` becomes: several 1s scrapes, yet soon filled."""
+
+HTTPX_AUTHORITY = "http://127.0.0.1:8081"
+"""The authority the driver's httpx-style breaker stands for."""
+
+IMMEDIATE_SUFFIX = "Now"
+"""Suffix of the ``for: 0s`` copies of the shipped alerts."""
+
+FIRING = (
+    "ResilienceCircuitBreakerOpenTooLong",
+    "ResilienceRetryExhaustion",
+    "ResilienceCriticalErrors",
+    "ResilienceAlertDeliveryFailing",
+)
+"""The shipped alerts whose conditions the driver makes true (the scrape is up)."""
+
+# -- the metrics process ---------------------------------------------------------------------
+
+
+class _Sink:
+    """An alert sink that accepts alerts, or refuses them all (``fail=True``)."""
+
+    def __init__(self, *, fail: bool) -> None:
+        self.fail = fail
+
+    async def send(self, alert: Alert) -> None:
+        if self.fail:
+            raise ConnectionError(f"receiver down for {alert.component}")
+
+
+def _down() -> str:
+    raise ConnectionError("down")
+
+
+def serve_metrics() -> None:
+    """Serve metrics on a free loopback port, print their URL, then drive forever."""
+    handles = configure_telemetry(
+        service_name="otel-resilience-e2e", prometheus_port=0, traces="none", set_global=True
+    )
+    clock = FakeClock()
+    listener = OpenTelemetryListener(meter_provider=handles.meter_provider)
+    flaky = Pipeline(
+        name="flaky",
+        retry=RetryConfig(max_attempts=2, backoff=Constant(seconds=0.5)),
+        fallback=Fallback(value="cached"),
+        clock=clock,
+        listener=listener,
+    )
+    slow = Pipeline(name="slow", attempt_timeout=1.0, clock=clock, listener=listener)
+    payments = CircuitBreaker(
+        "payments", CircuitBreakerConfig(failure_threshold=1), clock=clock, listener=listener
+    )
+    guarded = Pipeline(name="guarded", circuit_breaker=payments, clock=clock, listener=listener)
+    # The httpx member names its pipelines "httpx" and its breakers "httpx <authority>".
+    http_breaker = CircuitBreaker(
+        f"httpx {HTTPX_AUTHORITY}",
+        CircuitBreakerConfig(failure_threshold=1),
+        clock=clock,
+        listener=listener,
+    )
+    http = Pipeline(name="httpx", circuit_breaker=http_breaker, clock=clock, listener=listener)
+    bulkhead = Bulkhead(1, name="pool", listener=listener)
+    bounded = Pipeline(name="bounded", bulkhead=bulkhead, clock=clock, listener=listener)
+    orchestrator = ErrorRecoveryOrchestrator(
+        clock=clock, listener=listener, alert_sinks=[_Sink(fail=False), _Sink(fail=True)]
+    )
+    ledger = Pipeline(
+        name="ledger",
+        retry=RetryConfig(max_attempts=3),
+        clock=clock,
+        orchestrator=orchestrator,
+        listener=listener,
+    )
+    bus = EventBus(name="bus", queue_size=1, telemetry=False)
+    listener.track(bus)
+    bus.subscribe(RetryScheduled, lambda event: None)
+
+    def overrun() -> str:
+        clock.advance(1.5)
+        return "late"
+
+    print(handles.metrics_url, flush=True)
+    tick = threading.Event()
+    round_number = 0
+    while True:
+        round_number += 1
+        flaky.call(_down)
+        with contextlib.suppress(ResilienceTimeoutError):
+            slow.call(overrun)
+        for pipeline in (guarded, http):
+            # Closed (or half-open): a success, then a failure opens it; open: rejections.
+            with contextlib.suppress(CircuitOpenError):
+                pipeline.call(lambda: "ok")
+            with contextlib.suppress(ConnectionError, CircuitOpenError):
+                pipeline.call(_down)
+            with contextlib.suppress(CircuitOpenError):
+                pipeline.call(lambda: "never runs")
+        if bulkhead.try_acquire():
+            try:
+                with contextlib.suppress(BulkheadFullError):
+                    bounded.call(lambda: "never runs")
+            finally:
+                bulkhead.release()
+        with contextlib.suppress(ConnectionError, CircuitOpenError):
+            ledger.call(_down)
+        critical = ErrorContext(
+            component=f"ledger-{round_number % 3}",
+            operation="post",
+            error_type="OSError",
+            severity=ErrorSeverity.CRITICAL,
+            timestamp=1_700_000_000.0 + round_number,
+        )
+        asyncio.run(orchestrator.handle_error(critical))
+        for attempt in (1, 2):
+            bus.publish(RetryScheduled(pipeline="p", attempt=attempt, delay=0.0, error_type=None))
+        tick.wait(DRIVE_INTERVAL)
+
+
+@pytest.fixture(scope="module")
+def metrics_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    log_path = tmp_path_factory.mktemp("driver") / "driver.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-c", "import tests.test_prometheus_e2e as e2e; e2e.serve_metrics()"],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=log,
+            stdin=subprocess.DEVNULL,
+        )
+    assert process.stdout is not None
+    with process.stdout:
+        try:
+            url = process.stdout.readline().decode().strip()
+            if not url.startswith("http://"):
+                process.wait(servers.STOP_TIMEOUT)
+                log_text = log_path.read_text(encoding="utf-8", errors="replace")
+                pytest.fail(f"the metrics process did not start:\n{log_text}", pytrace=False)
+            yield url
+            assert process.poll() is None, log_path.read_text(encoding="utf-8", errors="replace")
+        finally:
+            servers.stop_process(process)
+
+
+def immediate_rules(text: str) -> str:
+    """The shipped rules as a new group whose alerts fire at once (``for: 0s``)."""
+    text = re.sub(r"^(\s*-\s*name:\s*)(\S+)", r"\1\2-immediate", text, flags=re.MULTILINE)
+    text = re.sub(r"^(\s*-\s*alert:\s*\S+)", rf"\1{IMMEDIATE_SUFFIX}", text, flags=re.MULTILINE)
+    return re.sub(r"^(\s*)for:\s*\S+", r"\1for: 0s", text, flags=re.MULTILINE)
+
+
+@pytest.fixture(scope="module")
+def prometheus(
+    metrics_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[servers.Prometheus]:
+    tmp_path = tmp_path_factory.mktemp("prometheus")
+    with servers.alertmanager(tmp_path) as am:
+        immediate = tmp_path / "immediate.yml"
+        immediate.write_text(immediate_rules(ALERT_RULES.read_text(encoding="utf-8")))
+        target = urllib.parse.urlsplit(metrics_url)
+        with servers.prometheus(
+            tmp_path,
+            targets=[target.netloc],
+            rule_files=[ALERT_RULES, immediate],
+            alertmanager_url=am.base_url,
+        ) as server:
+            server.alertmanager = am
+            servers.poll(
+                lambda: _has_rates(server),
+                what=f"two scrapes of resilience metrics\n{server.log()}",
+            )
+            yield server
+
+
+def _has_rates(server: servers.Prometheus) -> bool:
+    # A rate needs two samples in its range: the first scrapes are in.
+    return bool(server.query("rate(resilience_calls_total[10s])"))
+
+
+# -- the dashboards' queries -------------------------------------------------------------------
+
+
+def _panels(panels: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    for panel in panels:
+        yield panel
+        yield from _panels(panel.get("panels", []))
+
+
+def dashboard_queries() -> list[tuple[str, str, str]]:
+    """Every (dashboard uid, panel title, PromQL expression) of every dashboard."""
+    found = []
+    for path in DASHBOARDS:
+        dashboard = json.loads(path.read_text(encoding="utf-8"))
+        for panel in _panels(dashboard["panels"]):
+            for target in panel.get("targets", []):
+                if target.get("expr"):
+                    found.append((dashboard["uid"], panel["title"], target["expr"]))
+    return found
+
+
+def substitute(expr: str) -> str:
+    """Replace Grafana's template variables with values that fit this run."""
+    expr = expr.replace("$__rate_interval", RATE_INTERVAL)
+    expr = expr.replace("$__range", "5m")
+    expr = expr.replace("$client", "httpx")
+    # Every other variable is a multi-value label filter: "all". ($1 is a regex group.)
+    return re.sub(r"\$\{?([A-Za-z_]\w*)(?::\w+)?\}?", ".*", expr)
+
+
+QUERIES = dashboard_queries()
+
+
+def test_dashboards_have_queries() -> None:
+    assert len(QUERIES) >= 20
+
+
+@pytest.mark.parametrize(
+    ("uid", "title", "expr"), QUERIES, ids=[f"{uid}:{title}" for uid, title, _ in QUERIES]
+)
+def test_every_panel_query_returns_data(
+    prometheus: servers.Prometheus, uid: str, title: str, expr: str
+) -> None:
+    query = substitute(expr)
+    result = prometheus.query(query)
+    assert result, f"{uid} / {title}: no data for {query}"
+
+
+def test_every_metric_name_under_grafana_is_scraped(prometheus: servers.Prometheus) -> None:
+    used = set()
+    for path in DASHBOARDS:
+        for expr in grafana.dashboard_exprs(grafana.load(path)):
+            used |= grafana.metric_names(expr)
+    for expr in grafana.rule_exprs():
+        used |= grafana.metric_names(expr)
+    scraped = set(prometheus.get_json("/api/v1/label/__name__/values")["data"])
+    assert len(used) > 20
+    assert used <= scraped, sorted(used - scraped)
+
+
+def _rules(prometheus: servers.Prometheus) -> list[dict[str, Any]]:
+    groups = prometheus.get_json("/api/v1/rules")["data"]["groups"]
+    return [rule for group in groups for rule in group["rules"]]
+
+
+def test_shipped_rules_are_loaded_and_healthy(prometheus: servers.Prometheus) -> None:
+    shipped = set(grafana.alert_names(ALERT_RULES.read_text(encoding="utf-8")))
+    assert shipped <= {rule["name"] for rule in _rules(prometheus)}
+    servers.poll(
+        lambda: all(rule.get("health") == "ok" for rule in _rules(prometheus)),
+        what=f"every rule evaluated without error: {_rules(prometheus)}",
+    )
+
+
+@pytest.mark.parametrize("alert", FIRING)
+def test_alerts_reach_alertmanager(prometheus: servers.Prometheus, alert: str) -> None:
+    am = prometheus.alertmanager
+    assert am is not None
+    name = alert + IMMEDIATE_SUFFIX
+
+    def received() -> bool:
+        return any(found["labels"].get("alertname") == name for found in am.alerts())
+
+    servers.poll(received, what=f"{name} in Alertmanager\n{prometheus.log()}")
+    if alert == "ResilienceCircuitBreakerOpenTooLong":
+        breakers = {
+            found["labels"].get("resilience_circuit_breaker")
+            for found in am.alerts()
+            if found["labels"].get("alertname") == name
+        }
+        assert "payments" in breakers
+
+
+def test_shipped_alerts_wait_for_their_duration(prometheus: servers.Prometheus) -> None:
+    # The originals (for: 5m, 2m) are pending, not firing, a few seconds in.
+    states = {rule["name"]: rule.get("state") for rule in _rules(prometheus)}
+    assert states["ResilienceCircuitBreakerOpenTooLong"] == "pending"
+    assert states["ResilienceMetricsDown"] == "inactive"
