@@ -1,12 +1,14 @@
 """The dashboards and alert rules against a real Prometheus scraping real metrics.
 
-A subprocess (:func:`serve_metrics`) serves otel-resilience's metrics through
-``configure_telemetry`` and keeps driving pipelines, breakers, a bulkhead, an event bus and
-the orchestrator so that every metric has data. A real Prometheus on loopback scrapes it
-every second with the shipped alert rules, plus ``for: 0s`` copies of them, and sends its
-alerts to a real Alertmanager. Then every panel query of every dashboard must return data,
-every metric name under grafana/ must be scraped, and the copies of the alerts the driver
-makes true must reach Alertmanager.
+A real Prometheus on loopback scrapes two processes every second: the running
+``otel-resilience demo`` (real HTTP traffic through its httpx client, a decorated and a
+wrapped function, with the orchestrator), and :func:`serve_metrics`, a driver that
+serves metrics through ``configure_telemetry`` and keeps the parts the demo leaves quiet
+in its first seconds busy (a bulkhead, an event bus, timeouts, critical errors, a failing
+alert sink, a breaker held open). Prometheus loads the shipped alert rules, plus
+``for: 0s`` copies of them, and sends its alerts to a real Alertmanager. Then every panel
+query of every dashboard must return data, every metric name under grafana/ must be
+scraped, and the copies of the alerts the driver makes true must reach Alertmanager.
 """
 
 from __future__ import annotations
@@ -71,6 +73,21 @@ RATE_INTERVAL = "30s"
 
 HTTPX_AUTHORITY = "http://127.0.0.1:8081"
 """The authority the driver's httpx-style breaker stands for."""
+
+DEMO_DURATION = "120"
+"""Seconds the demo is asked to run: longer than these tests, which stop it."""
+
+DEMO_METRICS_URL = re.compile(r"metrics (http://\S+/metrics)")
+"""Where the demo's header says it serves its metrics."""
+
+DRIVER_METRICS_URL = re.compile(r"^(http://\S+)$")
+"""The driver prints its metrics URL alone on its first line."""
+
+URL_LINES = 10
+"""Lines of output read, at most, to find the metrics URL."""
+
+DEMO_PIPELINES = ("inventory", "pricing", "recommendations")
+"""The demo's pipelines: its httpx client, a decorated function, a wrapped function."""
 
 IMMEDIATE_SUFFIX = "Now"
 """Suffix of the ``for: 0s`` copies of the shipped alerts."""
@@ -185,29 +202,79 @@ def serve_metrics() -> None:
         tick.wait(DRIVE_INTERVAL)
 
 
-@pytest.fixture(scope="module")
-def metrics_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    log_path = tmp_path_factory.mktemp("driver") / "driver.log"
+def _start(
+    command: list[str], log_path: Path, url_pattern: re.Pattern[str]
+) -> tuple[subprocess.Popen[bytes], str]:
+    """Start ``command``; return it and the metrics URL read from the start of its output."""
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "-c", "import tests.test_prometheus_e2e as e2e; e2e.serve_metrics()"],
-            cwd=ROOT,
-            stdout=subprocess.PIPE,
-            stderr=log,
-            stdin=subprocess.DEVNULL,
+            command, cwd=ROOT, stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL
         )
     assert process.stdout is not None
-    with process.stdout:
-        try:
-            url = process.stdout.readline().decode().strip()
-            if not url.startswith("http://"):
-                process.wait(servers.STOP_TIMEOUT)
-                log_text = log_path.read_text(encoding="utf-8", errors="replace")
-                pytest.fail(f"the metrics process did not start:\n{log_text}", pytrace=False)
-            yield url
-            assert process.poll() is None, log_path.read_text(encoding="utf-8", errors="replace")
-        finally:
-            servers.stop_process(process)
+    url = None
+    # The URL is in the first lines; a process that dies ends the output early.
+    for _ in range(URL_LINES):
+        line = process.stdout.readline().decode()
+        found = url_pattern.search(line)
+        if found is not None:
+            url = found.group(1)
+            break
+        if not line:
+            break
+    if url is None:
+        servers.stop_process(process)
+        process.stdout.close()
+        log_text = log_path.read_text(encoding="utf-8", errors="replace")
+        pytest.fail(f"{command[2:]} did not serve metrics:\n{log_text}", pytrace=False)
+    return process, url
+
+
+@contextlib.contextmanager
+def _running(command: list[str], log_path: Path, url_pattern: re.Pattern[str]) -> Iterator[str]:
+    process, url = _start(command, log_path, url_pattern)
+    assert process.stdout is not None
+    # The demo keeps printing progress: drain it so a full pipe never blocks it.
+    drain = threading.Thread(target=process.stdout.read, daemon=True)
+    drain.start()
+    try:
+        yield url
+        assert process.poll() is None, log_path.read_text(encoding="utf-8", errors="replace")
+    finally:
+        servers.stop_process(process)
+        drain.join()
+        process.stdout.close()
+
+
+@pytest.fixture(scope="module")
+def demo_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The metrics URL of a running ``otel-resilience demo``."""
+    log_path = tmp_path_factory.mktemp("demo") / "demo.log"
+    command = [
+        sys.executable,
+        "-m",
+        "otel_resilience.cli",
+        "demo",
+        "--duration",
+        DEMO_DURATION,
+        "--metrics-port",
+        "0",
+        "--no-live",
+    ]
+    with _running(command, log_path, DEMO_METRICS_URL) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def driver_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The metrics URL of :func:`serve_metrics` in a subprocess."""
+    log_path = tmp_path_factory.mktemp("driver") / "driver.log"
+    command = [
+        sys.executable,
+        "-c",
+        "import tests.test_prometheus_e2e as e2e; e2e.serve_metrics()",
+    ]
+    with _running(command, log_path, DRIVER_METRICS_URL) as url:
+        yield url
 
 
 def immediate_rules(text: str) -> str:
@@ -219,30 +286,36 @@ def immediate_rules(text: str) -> str:
 
 @pytest.fixture(scope="module")
 def prometheus(
-    metrics_url: str, tmp_path_factory: pytest.TempPathFactory
+    demo_url: str, driver_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[servers.Prometheus]:
     tmp_path = tmp_path_factory.mktemp("prometheus")
     with servers.alertmanager(tmp_path) as am:
         immediate = tmp_path / "immediate.yml"
         immediate.write_text(immediate_rules(ALERT_RULES.read_text(encoding="utf-8")))
-        target = urllib.parse.urlsplit(metrics_url)
         with servers.prometheus(
             tmp_path,
-            targets=[target.netloc],
+            targets=[_instance(demo_url), _instance(driver_url)],
             rule_files=[ALERT_RULES, immediate],
             alertmanager_url=am.base_url,
         ) as server:
             server.alertmanager = am
             servers.poll(
-                lambda: _has_rates(server),
+                lambda: (
+                    _has_rates(server, _instance(demo_url))
+                    and _has_rates(server, _instance(driver_url))
+                ),
                 what=f"two scrapes of resilience metrics\n{server.log()}",
             )
             yield server
 
 
-def _has_rates(server: servers.Prometheus) -> bool:
+def _instance(url: str) -> str:
+    return urllib.parse.urlsplit(url).netloc
+
+
+def _has_rates(server: servers.Prometheus, instance: str) -> bool:
     # A rate needs two samples in its range: the first scrapes are in.
-    return bool(server.query("rate(resilience_calls_total[10s])"))
+    return bool(server.query(f'rate(resilience_calls_total{{instance="{instance}"}}[10s])'))
 
 
 # -- the dashboards' queries -------------------------------------------------------------------
@@ -291,6 +364,26 @@ def test_every_panel_query_returns_data(
     query = substitute(expr)
     result = prometheus.query(query)
     assert result, f"{uid} / {title}: no data for {query}"
+
+
+def test_the_running_demo_is_scraped(prometheus: servers.Prometheus, demo_url: str) -> None:
+    instance = _instance(demo_url)
+
+    def pipelines() -> set[str]:
+        query = f'sum by (resilience_pipeline) (resilience_calls_total{{instance="{instance}"}})'
+        return {found["metric"]["resilience_pipeline"] for found in prometheus.query(query)}
+
+    servers.poll(
+        lambda: set(DEMO_PIPELINES) <= pipelines(),
+        what=f"calls of {DEMO_PIPELINES} from the demo, got {pipelines()}",
+    )
+    breakers = prometheus.query(f'resilience_circuit_breaker_state{{instance="{instance}"}}')
+    assert {"pricing", "recommendations"} <= {
+        found["metric"]["resilience_circuit_breaker"] for found in breakers
+    }
+    # The client panels select the httpx client by name: the demo's client has data there.
+    client = f'resilience_calls_total{{instance="{instance}",resilience_pipeline="inventory"}}'
+    assert prometheus.query(client)
 
 
 def test_every_metric_name_under_grafana_is_scraped(prometheus: servers.Prometheus) -> None:

@@ -9,7 +9,7 @@ lives in :mod:`otel_resilience.telemetry.sdk` (``pip install otel-resilience[sdk
 from __future__ import annotations
 
 from otel_resilience.telemetry import names
-from otel_resilience.telemetry._default import default_listener
+from otel_resilience.telemetry._default import default_listener, listener_for
 from otel_resilience.telemetry._listener import (
     ATTEMPT_CONTEXT_KEY,
     OpenTelemetryListener,
@@ -24,6 +24,7 @@ __all__ = [
     "current_attempt",
     "default_listener",
     "error_message",
+    "listener_for",
     "names",
     "truncate",
 ]

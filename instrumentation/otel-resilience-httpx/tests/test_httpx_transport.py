@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING
 
 import httpx
 import pytest
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from otel_resilience_httpx import (
     AsyncResilientTransport,
     HttpResilience,
@@ -22,6 +24,7 @@ from otel_resilience_httpx import (
 
 from otel_resilience import CircuitOpenError, CircuitState
 from otel_resilience.backoff import Constant
+from otel_resilience.telemetry import names
 from otel_resilience.testing import FakeClock
 
 if TYPE_CHECKING:
@@ -419,3 +422,25 @@ def test_orchestrator_reads_the_status_from_the_attempt_span(
     # Component = the authority; 503 (LOW) and 500 (MEDIUM) both let the retry go on.
     assert patterns == {f"{server.url}|UnhealthyStatusError"}
     provider.shutdown()
+
+
+def test_breakers_report_to_explicit_providers() -> None:
+    """With explicit providers, the per-authority breakers are observed there too."""
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader])
+    transport = ResilientTransport(
+        httpx.MockTransport(lambda request: httpx.Response(200)), meter_provider=provider
+    )
+    with httpx.Client(transport=transport) as client:
+        assert client.get("http://inventory.internal/items").status_code == 200
+    data = reader.get_metrics_data()
+    assert data is not None
+    breakers = {
+        (point.attributes or {}).get(names.ATTR_BREAKER)
+        for resource in data.resource_metrics
+        for scope in resource.scope_metrics
+        for metric in scope.metrics
+        if metric.name == names.METRIC_BREAKER_STATE.name
+        for point in metric.data.data_points
+    }
+    assert any("inventory.internal" in str(name) for name in breakers), breakers

@@ -20,6 +20,7 @@ from otel_resilience import (
     RetryConfig,
 )
 from otel_resilience._clock import SYSTEM_CLOCK, wall_time
+from otel_resilience.telemetry import listener_for
 from otel_resilience_httpx._config import HttpResilienceConfig, authority_key
 from otel_resilience_httpx._errors import (
     ResponseStatusError,
@@ -120,10 +121,13 @@ class HttpResilience:
             # A 408 is retried, yet says nothing about the server's health.
             ignore_exceptions=(RetryableStatusError,),
         )
+        explicit = tracer_provider is not None or meter_provider is not None
         self.registry = CircuitBreakerRegistry(
             default_config=self._breaker_config,
             max_breakers=config.max_breakers,
             clock=self.clock,
+            # With explicit providers the breakers report there too, like the pipelines.
+            listener=listener_for(tracer_provider, meter_provider) if explicit else None,
         )
         self._retry = RetryConfig(
             max_attempts=config.max_attempts,
