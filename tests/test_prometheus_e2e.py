@@ -86,8 +86,8 @@ DRIVER_METRICS_URL = re.compile(r"^(http://\S+)$")
 URL_LINES = 10
 """Lines of output read, at most, to find the metrics URL."""
 
-DEMO_PIPELINES = ("inventory", "pricing", "recommendations")
-"""The demo's pipelines: its httpx client, a decorated function, a wrapped function."""
+DEMO_PIPELINES = ("httpx", "pricing", "recommendations", "reports")
+"""The demo's pipelines: its httpx client, decorated functions, a wrapped function."""
 
 IMMEDIATE_SUFFIX = "Now"
 """Suffix of the ``for: 0s`` copies of the shipped alerts."""
@@ -378,11 +378,11 @@ def test_the_running_demo_is_scraped(prometheus: servers.Prometheus, demo_url: s
         what=f"calls of {DEMO_PIPELINES} from the demo, got {pipelines()}",
     )
     breakers = prometheus.query(f'resilience_circuit_breaker_state{{instance="{instance}"}}')
-    assert {"pricing", "recommendations"} <= {
+    assert {"pricing", "recommendations", "reports"} <= {
         found["metric"]["resilience_circuit_breaker"] for found in breakers
     }
     # The client panels select the httpx client by name: the demo's client has data there.
-    client = f'resilience_calls_total{{instance="{instance}",resilience_pipeline="inventory"}}'
+    client = f'resilience_calls_total{{instance="{instance}",resilience_pipeline="httpx"}}'
     assert prometheus.query(client)
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import socket
 import threading
 from collections import Counter
 from collections.abc import Callable
@@ -66,6 +67,12 @@ PLAIN_LINE_INTERVAL = 2.0
 
 WORKER_PAUSE = 0.02
 """Seconds a worker pauses between two rounds of calls."""
+
+ALERT_WEBHOOK_TIMEOUT = 0.2
+"""Seconds the demo's second alert sink, a webhook nobody listens to, waits."""
+
+EVENT_QUEUE_SIZE = 4
+"""Events the demo's audit bus holds; it is never started, so the rest are dropped."""
 
 OUTCOMES: Final = ("success", "fallback", "rejected", "failure", "timeout")
 """Call outcomes shown, in this order (``resilience.outcome`` values)."""
@@ -136,6 +143,9 @@ class DemoReport:
         failovers: requests the secondary service answered.
         actions: recovery actions by name (``resilience.recovery.actions``).
         alerts: operator alerts sent (``resilience.alerts``).
+        critical_errors: errors classified CRITICAL or FATAL (``resilience.errors``).
+        bulkhead_rejections: calls the bulkhead refused (``resilience.bulkhead.rejections``).
+        events_dropped: events the audit bus dropped.
         metrics_url: where the metrics were served.
         timeline: ``(seconds, cumulative calls by outcome)`` samples over the run.
     """
@@ -149,6 +159,9 @@ class DemoReport:
     actions: Counter[str]
     alerts: int
     metrics_url: str | None
+    critical_errors: int = 0
+    bulkhead_rejections: int = 0
+    events_dropped: int = 0
     timeline: tuple[tuple[float, dict[str, int]], ...] = field(default=())
 
 
@@ -160,6 +173,8 @@ class _Totals:
     fallbacks: int = 0
     actions: Counter[str] = field(default_factory=Counter)
     alerts: int = 0
+    critical_errors: int = 0
+    bulkhead_rejections: int = 0
 
 
 def _read_totals(reader: InMemoryMetricReader) -> _Totals:
@@ -194,7 +209,21 @@ def _read_totals(reader: InMemoryMetricReader) -> _Totals:
                         totals.actions[str(attributes.get(names.ATTR_RECOVERY_ACTION))] += value
                     elif name == names.METRIC_ALERTS.name:
                         totals.alerts += value
+                    elif name == names.METRIC_BULKHEAD_REJECTIONS.name:
+                        totals.bulkhead_rejections += value
+                    elif name == names.METRIC_ERRORS.name and attributes.get(
+                        names.ATTR_ERROR_SEVERITY
+                    ) in ("critical", "fatal"):
+                        totals.critical_errors += value
     return totals
+
+
+def _closed_port_url() -> str:
+    """A loopback URL nothing listens on: the port is bound, then released."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return f"http://127.0.0.1:{port}/alerts"
 
 
 class _AlertLines(logging.Handler):
@@ -315,6 +344,7 @@ def run_demo(options: DemoOptions, out: TextIO, clock: Clock = SYSTEM_CLOCK) -> 
     from otel_resilience import (  # noqa: PLC0415 - the package imports this module's package
         AlertmanagerAlertSink,
         AlertSink,
+        Bulkhead,
         CircuitBreaker,
         CircuitBreakerConfig,
         ErrorRecoveryOrchestrator,
@@ -322,16 +352,21 @@ def run_demo(options: DemoOptions, out: TextIO, clock: Clock = SYSTEM_CLOCK) -> 
         Fallback,
         LoggingAlertSink,
         RetryConfig,
+        WebhookAlertSink,
         resilient,
         unwrap,
         wrap,
     )
     from otel_resilience.backoff import Exponential  # noqa: PLC0415
+    from otel_resilience.events import EventBus  # noqa: PLC0415
     from otel_resilience.orchestrator import (  # noqa: PLC0415
+        DEFAULT_RULES,
         DecisionTable,
         ErrorSeverity,
         PatternTracker,
         RecoveryAction,
+        SeverityClassifier,
+        SeverityRule,
     )
     from otel_resilience.telemetry._default import listener_for  # noqa: PLC0415
 
@@ -362,12 +397,30 @@ def run_demo(options: DemoOptions, out: TextIO, clock: Clock = SYSTEM_CLOCK) -> 
     table = table.with_actions(
         ErrorSeverity.HIGH, [*table.actions_for(ErrorSeverity.HIGH), RecoveryAction.ALERT]
     )
+    listener = listener_for(tracer_provider, meter_provider)
+    # An audit bus that is never started: its small queues fill and the drops are counted.
+    bus = EventBus(name="demo-audit", queue_size=EVENT_QUEUE_SIZE, telemetry=False)
+    listener.track(bus)
+    bus.subscribe(object, lambda event: None)
+    classifier = SeverityClassifier(
+        [
+            SeverityRule(
+                severity=ErrorSeverity.CRITICAL,
+                exception_types=(_targets.CorruptedResponseError,),
+                name="corrupted response",
+            ),
+            *DEFAULT_RULES,
+        ]
+    )
     orchestrator = ErrorRecoveryOrchestrator(
-        alert_sinks=[sink],
+        bus,
+        # The webhook nobody listens to makes alert delivery and recovery actions fail.
+        alert_sinks=[sink, WebhookAlertSink(_closed_port_url(), timeout=ALERT_WEBHOOK_TIMEOUT)],
+        classifier=classifier,
         table=table,
         patterns=PatternTracker(window_seconds=10.0, threshold=2, clock=clock),
         clock=clock,
-        listener=listener_for(tracer_provider, meter_provider),
+        listener=listener,
     )
     loop = _LoopThread()
     stop = threading.Event()
@@ -384,7 +437,7 @@ def run_demo(options: DemoOptions, out: TextIO, clock: Clock = SYSTEM_CLOCK) -> 
         client = httpx.Client(
             transport=ResilientTransport(
                 config=HttpResilienceConfig(
-                    name="inventory",
+                    name="httpx",
                     max_attempts=3,
                     backoff=Exponential(initial=0.02, multiplier=2.0, max_delay=0.2),
                     total_timeout=2.0,
@@ -452,11 +505,36 @@ def run_demo(options: DemoOptions, out: TextIO, clock: Clock = SYSTEM_CLOCK) -> 
             **providers,
         )
         wrapped = True
+        reports_breaker = CircuitBreaker(
+            "reports",
+            CircuitBreakerConfig(failure_threshold=3, timeout_seconds=2.0, half_open_max_calls=1),
+            clock=clock,
+            rng=rng,
+            **providers,
+        )
+        reports_pool = Bulkhead(1, max_queue=1, queue_timeout=0.05, name="reports", **providers)
+
+        @resilient(
+            name="reports",
+            fallback=Fallback(value=None),
+            retry=RetryConfig(max_attempts=2, backoff=Exponential(initial=0.02, max_delay=0.05)),
+            circuit_breaker=reports_breaker,
+            bulkhead=reports_pool,
+            attempt_timeout=0.1,
+            clock=clock,
+            orchestrator=orchestrator,
+            component="reports",
+            **providers,
+        )
+        def report(item: int) -> object:
+            return _targets.report(http, base, item)
+
         transport: Any = client._transport
         breakers: list[tuple[str, Callable[[], str]]] = [
-            ("inventory", lambda: transport.resilience.breaker(base).state.value),
+            ("httpx", lambda: transport.resilience.breaker(base).state.value),
             ("pricing", lambda: pricing_breaker.state.value),
             ("recommendations", lambda: recommendations_breaker.state.value),
+            ("reports", lambda: reports_breaker.state.value),
         ]
 
         def work(index: int) -> None:
@@ -471,6 +549,7 @@ def run_demo(options: DemoOptions, out: TextIO, clock: Clock = SYSTEM_CLOCK) -> 
                     pass
                 price(item)
                 _targets.recommend(http, base)
+                report(item)
                 clock.wait(stop, WORKER_PAUSE)
 
         for index in range(options.workers):
@@ -501,7 +580,7 @@ def run_demo(options: DemoOptions, out: TextIO, clock: Clock = SYSTEM_CLOCK) -> 
         view.finish()
         failovers = secondary.hits[200]
         summary = _summary(
-            options, elapsed, totals, failovers, breakers, sink, telemetry.metrics_url
+            options, elapsed, totals, failovers, breakers, sink, telemetry.metrics_url, bus.dropped
         )
         print(summary, file=out)
         return DemoReport(
@@ -514,6 +593,9 @@ def run_demo(options: DemoOptions, out: TextIO, clock: Clock = SYSTEM_CLOCK) -> 
             actions=totals.actions,
             alerts=totals.alerts,
             metrics_url=telemetry.metrics_url,
+            critical_errors=totals.critical_errors,
+            bulkhead_rejections=totals.bulkhead_rejections,
+            events_dropped=bus.dropped,
             timeline=tuple(timeline),
         )
     finally:
@@ -544,6 +626,7 @@ def _summary(
     breakers: list[tuple[str, Callable[[], str]]],
     sink: object,
     metrics_url: str | None,
+    events_dropped: int,
 ) -> str:
     calls = totals.calls
     outcomes = ", ".join(f"{o} {calls[o]}" for o in OUTCOMES if calls[o])
@@ -559,7 +642,10 @@ def _summary(
         f"  fallbacks            {totals.fallbacks:>6}",
         f"  failover             {failovers:>6}  requests answered by the secondary",
         f"  recovery actions     {sum(totals.actions.values()):>6}  ({actions or 'none'})",
-        f"  alerts               {totals.alerts:>6}  (to {type(sink).__name__})",
+        f"  alerts               {totals.alerts:>6}  (to {type(sink).__name__} and a webhook)",
+        f"  critical errors      {totals.critical_errors:>6}  (corrupted responses)",
+        f"  bulkhead rejections  {totals.bulkhead_rejections:>6}",
+        f"  events dropped       {events_dropped:>6}  (audit bus)",
         f"  breakers now         {states}",
         f"  metrics              {metrics_url or 'not served'}",
     ]

@@ -59,6 +59,18 @@ RATE_LIMITED_SHARE: Final = 0.5
 RETRY_AFTER_SECONDS: Final = 1
 """The ``Retry-After`` a rate-limited primary sends (the clients cap it lower)."""
 
+REPORTS_PATH: Final = "/reports"
+"""A batch endpoint of the primary that is degraded in every phase."""
+
+REPORTS_SLOW_SHARE: Final = 0.5
+"""Share of report requests the primary answers late, whatever the phase."""
+
+REPORTS_CORRUPT_SHARE: Final = 0.1
+"""Share of report requests answered with a truncated (corrupted) body."""
+
+CORRUPTED: Final = -1
+"""Status :meth:`DemoService.answer` reads as "200 with a corrupted body"."""
+
 
 @dataclass(frozen=True, slots=True)
 class Phase:
@@ -184,10 +196,17 @@ class DemoService:
         with self._lock:
             return self.rng.random()
 
-    def _decide(self) -> tuple[int, float]:
+    def _decide(self, path: str) -> tuple[int, float]:
         """Return ``(status, delay)``; status 0 drops the connection."""
         if self.role != "primary":
             return 200, 0.0
+        if path.startswith(REPORTS_PATH):
+            # Degraded from the start, so timeouts, a full bulkhead and corrupted answers
+            # show up in the first seconds of any scenario.
+            chance = self._chance()
+            if chance < REPORTS_CORRUPT_SHARE:
+                return CORRUPTED, 0.0
+            return 200, (SLOW_DELAY_SECONDS if chance < REPORTS_SLOW_SHARE else 0.0)
         phase = self.phase()
         name = phase.name
         if name == "flapping":
@@ -205,7 +224,10 @@ class DemoService:
 
     def answer(self, handler: BaseHTTPRequestHandler) -> None:
         """Answer one request as the current phase dictates."""
-        status, delay = self._decide()
+        status, delay = self._decide(handler.path)
+        corrupted = status == CORRUPTED
+        if corrupted:
+            status = 200
         with self._lock:
             self.hits[status] += 1
         if delay:
@@ -215,6 +237,8 @@ class DemoService:
             handler.close_connection = True
             return
         body = f'{{"service": "{self.role}", "status": {status}}}'.encode()
+        if corrupted:
+            body = body[: len(body) // 2]
         try:
             handler.send_response(status)
             if status == 429:

@@ -17,10 +17,12 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_REQUEST_TIMEOUT",
+    "CorruptedResponseError",
     "ServiceStatusError",
     "ServiceUnreachableError",
     "get_json",
     "recommend",
+    "report",
 ]
 
 DEFAULT_REQUEST_TIMEOUT = 1.0
@@ -29,6 +31,10 @@ DEFAULT_REQUEST_TIMEOUT = 1.0
 
 class ServiceUnreachableError(ConnectionError):
     """The service dropped the connection or could not be reached."""
+
+
+class CorruptedResponseError(ValueError):
+    """The service answered 200 with a body that is not valid JSON."""
 
 
 class ServiceStatusError(Exception):
@@ -45,12 +51,20 @@ class ServiceStatusError(Exception):
         self.retry_after = retry_after
 
 
-def get_json(client: httpx.Client, url: str) -> object:
-    """GET ``url`` within the pipeline's remaining time; raise on failure."""
+def get_json(client: httpx.Client, url: str, *, timeout: float | None = None) -> object:
+    """GET ``url``; raise on failure.
+
+    Args:
+        client: the bare httpx client.
+        url: what to fetch.
+        timeout: a fixed request timeout in seconds; by default the pipeline's remaining
+            time (capped at :data:`DEFAULT_REQUEST_TIMEOUT`).
+    """
     import httpx  # noqa: PLC0415 - httpx is an optional dependency of the demo only
 
-    left = remaining()
-    timeout = DEFAULT_REQUEST_TIMEOUT if left is None else max(min(left, 1.0), 0.001)
+    if timeout is None:
+        left = remaining()
+        timeout = DEFAULT_REQUEST_TIMEOUT if left is None else max(min(left, 1.0), 0.001)
     try:
         response = client.get(url, timeout=timeout)
     except httpx.TimeoutException:
@@ -61,9 +75,21 @@ def get_json(client: httpx.Client, url: str) -> object:
         header = response.headers.get("retry-after")
         retry_after = float(header) if header is not None and header.isdigit() else None
         raise ServiceStatusError(response.status_code, retry_after)
-    return response.json()
+    try:
+        return response.json()
+    except ValueError as error:
+        raise CorruptedResponseError(f"corrupted response from {url}") from error
 
 
 def recommend(client: httpx.Client, base_url: str) -> object:
     """Fetch recommendations; the demo protects it with ``otel_resilience.wrap``."""
     return get_json(client, f"{base_url}/recommendations")
+
+
+def report(client: httpx.Client, base_url: str, item: int) -> object:
+    """Fetch a report from the degraded batch endpoint (slow, sometimes corrupted).
+
+    It ignores the pipeline's deadline, as legacy code does: a slow answer returns late
+    and the pipeline's attempt timeout counts it.
+    """
+    return get_json(client, f"{base_url}/reports/{item}", timeout=DEFAULT_REQUEST_TIMEOUT)
