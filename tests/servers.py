@@ -29,7 +29,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import pytest
 
@@ -316,7 +316,16 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
         process.wait(STOP_TIMEOUT)
 
 
-def _ready(server: Alertmanager) -> bool:
+class _Server(Protocol):
+    process: subprocess.Popen[bytes]
+
+    @property
+    def base_url(self) -> str: ...
+
+    def log(self) -> str: ...
+
+
+def _ready(server: _Server) -> bool:
     if server.process.poll() is not None:
         return True  # exited: stop polling, the caller reports it
     try:
@@ -324,6 +333,50 @@ def _ready(server: Alertmanager) -> bool:
     except OSError:
         return False
     return status == 200
+
+
+S = TypeVar("S", bound=_Server)
+
+
+@contextmanager
+def _serve(
+    tmp_path: Path,
+    label: str,
+    argv: Callable[[int], list[str]],
+    handle: Callable[[int, subprocess.Popen[bytes], Path], S],
+) -> Iterator[S]:
+    """Start a server binary on a free loopback port, wait for /-/ready, stop it after.
+
+    A port found free can be taken before the server binds it: a few ports are tried.
+    """
+    failures: list[str] = []
+    for attempt in range(3):
+        port = free_port()
+        log_path = tmp_path / f"{label.lower()}-{attempt}.log"
+        with log_path.open("wb") as log:
+            process = subprocess.Popen(
+                argv(port), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+            )
+        server = handle(port, process, log_path)
+        try:
+            ready = eventually(functools.partial(_ready, server))
+        except BaseException:
+            _stop(process)
+            raise
+        if process.poll() is not None:
+            failures.append(server.log())
+            if "address already in use" in failures[-1]:
+                continue
+            break
+        if not ready:
+            _stop(process)
+            pytest.fail(f"{label} never became ready:\n{server.log()}", pytrace=False)
+        try:
+            yield server
+        finally:
+            _stop(process)
+        return
+    pytest.fail(f"{label} did not start:\n" + "\n---\n".join(failures), pytrace=False)
 
 
 @contextmanager
@@ -340,45 +393,22 @@ def alertmanager(tmp_path: Path, *, webhook_url: str | None = None) -> Iterator[
     config.write_text(_alertmanager_config(webhook_url), encoding="utf-8")
     storage = tmp_path / "alertmanager-data"
     storage.mkdir(exist_ok=True)
-    failures: list[str] = []
-    # A port found free can be taken before the server binds it: try a few.
-    for attempt in range(3):
-        port = free_port()
-        log_path = tmp_path / f"alertmanager-{attempt}.log"
-        with log_path.open("wb") as log:
-            process = subprocess.Popen(
-                [
-                    binary,
-                    f"--config.file={config}",
-                    f"--storage.path={storage}",
-                    f"--web.listen-address=127.0.0.1:{port}",
-                    "--cluster.listen-address=",
-                    "--log.level=info",
-                ],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-            )
-        server = Alertmanager(binary=binary, port=port, process=process, log_path=log_path)
-        try:
-            ready = eventually(functools.partial(_ready, server))
-        except BaseException:
-            _stop(process)
-            raise
-        if process.poll() is not None:
-            failures.append(server.log())
-            if "address already in use" in failures[-1]:
-                continue
-            break
-        if not ready:
-            _stop(process)
-            pytest.fail(f"Alertmanager never became ready:\n{server.log()}", pytrace=False)
-        try:
-            yield server
-        finally:
-            _stop(process)
-        return
-    pytest.fail("Alertmanager did not start:\n" + "\n---\n".join(failures), pytrace=False)
+    with _serve(
+        tmp_path,
+        "Alertmanager",
+        lambda port: [
+            binary,
+            f"--config.file={config}",
+            f"--storage.path={storage}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--cluster.listen-address=",
+            "--log.level=info",
+        ],
+        lambda port, process, log_path: Alertmanager(
+            binary=binary, port=port, process=process, log_path=log_path
+        ),
+    ) as server:
+        yield server
 
 
 # -- Prometheus ------------------------------------------------------------------------------
@@ -450,16 +480,6 @@ def prometheus_config(
     return json.dumps(config, indent=2) + "\n"
 
 
-def _prometheus_ready(server: Prometheus) -> bool:
-    if server.process.poll() is not None:
-        return True  # exited: stop polling, the caller reports it
-    try:
-        status, _ = http_get(server.base_url + "/-/ready", timeout=1.0)
-    except OSError:
-        return False
-    return status == 200
-
-
 @contextmanager
 def prometheus(
     tmp_path: Path,
@@ -480,41 +500,18 @@ def prometheus(
     config.write_text(prometheus_config(targets, rule_files, alertmanager_url), encoding="utf-8")
     storage = tmp_path / "prometheus-data"
     storage.mkdir(exist_ok=True)
-    failures: list[str] = []
-    # A port found free can be taken before the server binds it: try a few.
-    for attempt in range(3):
-        port = free_port()
-        log_path = tmp_path / f"prometheus-{attempt}.log"
-        with log_path.open("wb") as log:
-            process = subprocess.Popen(
-                [
-                    binary,
-                    f"--config.file={config}",
-                    f"--storage.tsdb.path={storage}",
-                    f"--web.listen-address=127.0.0.1:{port}",
-                    "--log.level=info",
-                ],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-            )
-        server = Prometheus(binary=binary, port=port, process=process, log_path=log_path)
-        try:
-            ready = eventually(functools.partial(_prometheus_ready, server))
-        except BaseException:
-            _stop(process)
-            raise
-        if process.poll() is not None:
-            failures.append(server.log())
-            if "address already in use" in failures[-1]:
-                continue
-            break
-        if not ready:
-            _stop(process)
-            pytest.fail(f"Prometheus never became ready:\n{server.log()}", pytrace=False)
-        try:
-            yield server
-        finally:
-            _stop(process)
-        return
-    pytest.fail("Prometheus did not start:\n" + "\n---\n".join(failures), pytrace=False)
+    with _serve(
+        tmp_path,
+        "Prometheus",
+        lambda port: [
+            binary,
+            f"--config.file={config}",
+            f"--storage.tsdb.path={storage}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--log.level=info",
+        ],
+        lambda port, process, log_path: Prometheus(
+            binary=binary, port=port, process=process, log_path=log_path
+        ),
+    ) as server:
+        yield server
