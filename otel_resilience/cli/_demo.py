@@ -2,9 +2,11 @@
 
 A flaky primary service and a healthy secondary run on loopback. Worker threads call
 them three ways at once: an httpx client with the resilient transport (retries that honour
-``Retry-After``, a breaker per authority, failover to the secondary), a function decorated
+``Retry-After``, a breaker per authority, failover to the secondary), functions decorated
 with :func:`~otel_resilience.resilient` and a function patched with
-:func:`~otel_resilience.wrap` (both retry, break and fall back). The error-recovery
+:func:`~otel_resilience.wrap` (retry, break and fall back; a legacy quote lookup only
+retries and often runs out of attempts; a ledger check's breaker stays open through the
+ledger's outage in the first part of the run). The error-recovery
 orchestrator watches every failed attempt and alerts on recurring connection errors.
 Metrics are served to Prometheus; traces go over OTLP when
 ``OTEL_EXPORTER_OTLP_ENDPOINT`` is set. The summary is read back from the metrics.
@@ -22,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final, TextIO
 
-from otel_resilience._clock import SYSTEM_CLOCK, Clock, seeded_random
+from otel_resilience._clock import SYSTEM_CLOCK, Clock, seeded_random, wall_time
 from otel_resilience._validation import check_int, check_number
 from otel_resilience.cli import _targets
 from otel_resilience.cli._service import SCENARIOS, DemoService, Schedule
@@ -67,12 +69,17 @@ PLAIN_LINE_INTERVAL = 2.0
 
 WORKER_PAUSE = 0.02
 """Seconds a worker pauses between two rounds of calls."""
+AUDIT_INTERVAL = 1.0
+"""Seconds between two findings of the demo's ledger audit (CRITICAL, observe-only)."""
 
 ALERT_WEBHOOK_TIMEOUT = 0.2
 """Seconds the demo's second alert sink, a webhook nobody listens to, waits."""
 
 EVENT_QUEUE_SIZE = 4
 """Events the demo's audit bus holds; it is never started, so the rest are dropped."""
+
+LEDGER_BREAKER_TIMEOUT = 10.0
+"""Seconds the ledger's breaker stays open before it probes again."""
 
 OUTCOMES: Final = ("success", "fallback", "rejected", "failure", "timeout")
 """Call outcomes shown, in this order (``resilience.outcome`` values)."""
@@ -362,6 +369,7 @@ def run_demo(options: DemoOptions, out: TextIO, clock: Clock = SYSTEM_CLOCK) -> 
     from otel_resilience.orchestrator import (  # noqa: PLC0415
         DEFAULT_RULES,
         DecisionTable,
+        ErrorContext,
         ErrorSeverity,
         PatternTracker,
         RecoveryAction,
@@ -529,12 +537,46 @@ def run_demo(options: DemoOptions, out: TextIO, clock: Clock = SYSTEM_CLOCK) -> 
         def report(item: int) -> object:
             return _targets.report(http, base, item)
 
+        # Retry only, no breaker: most calls run out of retries and fall back, all run.
+        @resilient(
+            name="quotes",
+            fallback=Fallback(value=None),
+            retry=RetryConfig(max_attempts=2, backoff=Exponential(initial=0.02, max_delay=0.05)),
+            clock=clock,
+            **providers,
+        )
+        def quote(item: int) -> object:
+            return _targets.quote(http, base, item)
+
+        # A long breaker timeout: it stays open through the ledger's outage, probing rarely.
+        ledger_breaker = CircuitBreaker(
+            "ledger",
+            CircuitBreakerConfig(
+                failure_threshold=2, timeout_seconds=LEDGER_BREAKER_TIMEOUT, half_open_max_calls=1
+            ),
+            clock=clock,
+            rng=rng,
+            **providers,
+        )
+
+        @resilient(
+            name="ledger",
+            fallback=Fallback(value=None),
+            circuit_breaker=ledger_breaker,
+            clock=clock,
+            component="ledger",
+            **providers,
+        )
+        def ledger(item: int) -> object:
+            return _targets.ledger(http, base, item)
+
         transport: Any = client._transport
         breakers: list[tuple[str, Callable[[], str]]] = [
             ("httpx", lambda: transport.resilience.breaker(base).state.value),
             ("pricing", lambda: pricing_breaker.state.value),
             ("recommendations", lambda: recommendations_breaker.state.value),
             ("reports", lambda: reports_breaker.state.value),
+            ("ledger", lambda: ledger_breaker.state.value),
         ]
 
         def work(index: int) -> None:
@@ -550,11 +592,29 @@ def run_demo(options: DemoOptions, out: TextIO, clock: Clock = SYSTEM_CLOCK) -> 
                 price(item)
                 _targets.recommend(http, base)
                 report(item)
+                quote(item)
+                ledger(item)
                 clock.wait(stop, WORKER_PAUSE)
+
+        def audit() -> None:
+            # A ledger audit that keeps finding corrupted entries, reported observe-only
+            # (as another instrumentation's ERROR span would be): a steady source of
+            # CRITICAL errors and alerts that trips no breaker.
+            while not stop.is_set():
+                orchestrator.observe(
+                    ErrorContext.from_exception(
+                        _targets.CorruptedResponseError("audit: ledger checksum mismatch"),
+                        component="ledger-audit",
+                        operation="audit",
+                        timestamp=wall_time(),
+                    )
+                )
+                clock.wait(stop, AUDIT_INTERVAL)
 
         for index in range(options.workers):
             thread = threading.Thread(target=work, args=(index,), name=f"demo-worker-{index}")
             workers.append(thread)
+        workers.append(threading.Thread(target=audit, name="demo-auditor"))
         view = _View(out, options, schedule, primary, breakers, alert_lines, telemetry)
         view.header()
         started = clock.monotonic()

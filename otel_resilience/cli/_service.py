@@ -17,7 +17,9 @@ from typing import Final
 from otel_resilience._clock import Clock, RandomSource
 
 __all__ = [
+    "LEDGER_OUTAGE_SHARE",
     "PHASE_WEIGHTS",
+    "QUOTES_ERROR_SHARE",
     "SCENARIOS",
     "DemoService",
     "Phase",
@@ -65,8 +67,20 @@ REPORTS_PATH: Final = "/reports"
 REPORTS_SLOW_SHARE: Final = 0.5
 """Share of report requests the primary answers late, whatever the phase."""
 
-REPORTS_CORRUPT_SHARE: Final = 0.1
+REPORTS_CORRUPT_SHARE: Final = 0.25
 """Share of report requests answered with a truncated (corrupted) body."""
+
+QUOTES_PATH: Final = "/quotes"
+"""A legacy endpoint of the primary that fails most requests in every phase."""
+
+QUOTES_ERROR_SHARE: Final = 0.7
+"""Share of quote requests the primary refuses (503): callers often run out of retries."""
+
+LEDGER_PATH: Final = "/ledger"
+"""An endpoint of the primary that is down for the first part of every run."""
+
+LEDGER_OUTAGE_SHARE: Final = 0.4
+"""Share of the run, from its start, during which the ledger endpoint drops connections."""
 
 CORRUPTED: Final = -1
 """Status :meth:`DemoService.answer` reads as "200 with a corrupted body"."""
@@ -207,6 +221,12 @@ class DemoService:
             if chance < REPORTS_CORRUPT_SHARE:
                 return CORRUPTED, 0.0
             return 200, (SLOW_DELAY_SECONDS if chance < REPORTS_SLOW_SHARE else 0.0)
+        if path.startswith(QUOTES_PATH):
+            return (503 if self._chance() < QUOTES_ERROR_SHARE else 200), 0.0
+        if path.startswith(LEDGER_PATH):
+            # Down long enough for a breaker to stay open through several probes.
+            elapsed = self.clock.monotonic() - self.started
+            return (0 if elapsed < self.schedule.duration * LEDGER_OUTAGE_SHARE else 200), 0.0
         phase = self.phase()
         name = phase.name
         if name == "flapping":

@@ -21,6 +21,8 @@ __all__ = [
     "ServiceStatusError",
     "ServiceUnreachableError",
     "get_json",
+    "ledger",
+    "quote",
     "recommend",
     "report",
 ]
@@ -93,3 +95,13 @@ def report(client: httpx.Client, base_url: str, item: int) -> object:
     and the pipeline's attempt timeout counts it.
     """
     return get_json(client, f"{base_url}/reports/{item}", timeout=DEFAULT_REQUEST_TIMEOUT)
+
+
+def quote(client: httpx.Client, base_url: str, item: int) -> object:
+    """Fetch a quote from a legacy endpoint that refuses most requests."""
+    return get_json(client, f"{base_url}/quotes/{item}")
+
+
+def ledger(client: httpx.Client, base_url: str, item: int) -> object:
+    """Post-check an entry against the ledger, which is down for the first part of a run."""
+    return get_json(client, f"{base_url}/ledger/{item}")
