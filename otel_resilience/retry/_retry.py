@@ -277,17 +277,9 @@ class Retry(Standalone):
         """
         config = self.config
         if error is not None:
-            if not isinstance(error, Exception) or (
-                isinstance(error, _REJECTIONS) and not config.retry_rejections
-            ):
+            if not self.is_retryable_error(error):
                 return "not_retryable"
-            types = self._retry_types
-            if types is not None:
-                if not isinstance(error, types):
-                    return "not_retryable"
-            elif not self._classify(error):  # type: ignore[misc]
-                return "not_retryable"
-        elif config.retry_on_result is None or not config.retry_on_result(result):
+        elif not self.is_retryable_result(result):
             return "not_retryable"
         limit = config.max_attempts
         testing = TEST_MODE.enabled
