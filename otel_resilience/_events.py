@@ -250,6 +250,11 @@ class _RateLimitedLog:
         if self._allow():
             _logger.warning("%s", what)
 
+    def info(self, what: str) -> None:
+        """Log ``what`` at INFO level, rate-limited like :meth:`exception`."""
+        if self._allow():
+            _logger.info("%s", what)
+
     def _allow(self) -> bool:
         now = self._clock.monotonic()
         with self._lock:
@@ -276,6 +281,12 @@ class _RateLimitedLog:
 
 LISTENER_ERRORS = _RateLimitedLog()
 """Where every isolated listener, handler or telemetry failure is reported."""
+
+STORE_DOWN = _RateLimitedLog()
+"""Where shared breakers report that their state store failed (they then decide locally)."""
+
+STORE_BACK = _RateLimitedLog()
+"""Where shared breakers report that their state store answers again."""
 
 
 def safe_call(what: str, fn: Callable[..., object], *args: object) -> None:

@@ -27,6 +27,12 @@ from otel_resilience.breaker._registry import (
     CircuitBreakerRegistry,
     RegistryFullError,
 )
+from otel_resilience.breaker._shared import (
+    DEFAULT_MAX_STALENESS_SECONDS,
+    SHARED_TICKET_BASE,
+    SharedCircuitBreaker,
+    StoreStatus,
+)
 from otel_resilience.breaker._state import CircuitState
 from otel_resilience.breaker._window import TIME_WINDOW_BUCKETS
 
@@ -34,12 +40,14 @@ __all__ = [
     "DEFAULT_FAILURE_THRESHOLD",
     "DEFAULT_HALF_OPEN_MAX_CALLS",
     "DEFAULT_MAX_BREAKERS",
+    "DEFAULT_MAX_STALENESS_SECONDS",
     "DEFAULT_MINIMUM_CALLS",
     "DEFAULT_PROBE_LEASE_SECONDS",
     "DEFAULT_RECORD_EXCEPTIONS",
     "DEFAULT_SUCCESS_THRESHOLD",
     "DEFAULT_TIMEOUT_SECONDS",
     "DISABLED_TICKET",
+    "SHARED_TICKET_BASE",
     "TIME_WINDOW_BUCKETS",
     "CircuitBreaker",
     "CircuitBreakerConfig",
@@ -48,5 +56,7 @@ __all__ = [
     "CircuitState",
     "ExceptionFilter",
     "RegistryFullError",
+    "SharedCircuitBreaker",
     "StateChangeCallback",
+    "StoreStatus",
 ]

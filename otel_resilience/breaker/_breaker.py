@@ -20,7 +20,7 @@ import threading
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final, NamedTuple, cast
+from typing import TYPE_CHECKING, Any, ClassVar, Final, NamedTuple, Self, cast
 
 # Imported as a module: ``_events`` imports ``breaker._state``, so when it is imported
 # first this package initialises while ``_events`` is only half-built. Attribute access
@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 
     from otel_resilience._events import CircuitStateChanged, ResilienceEvent, ResilienceListener
     from otel_resilience.pipeline import Pipeline
+    from otel_resilience.stores import AsyncBreakerStateStore, BreakerStateStore
 
 __all__ = [
     "DISABLED_TICKET",
@@ -150,6 +151,9 @@ class CircuitBreaker(Standalone):
             ones (not with ``listener``).
         meter_provider: as ``tracer_provider``.
         telemetry: ``False`` switches reporting off (no listener at all).
+        store: keep the state in this shared store (see :mod:`otel_resilience.stores`):
+            the breaker is then a :class:`~otel_resilience.breaker.SharedCircuitBreaker`,
+            one state for every process that uses the same store and name.
 
     Example:
         >>> from otel_resilience.testing import FakeClock
@@ -217,6 +221,16 @@ class CircuitBreaker(Standalone):
         "needs_duration",
     )
 
+    _shares_state: ClassVar[bool] = False
+
+    def __new__(cls, *args: Any, store: object = None, **kwargs: Any) -> Self:
+        """Make a :class:`~otel_resilience.breaker.SharedCircuitBreaker` when given a ``store``."""
+        if store is not None and cls is CircuitBreaker:
+            from otel_resilience.breaker._shared import SharedCircuitBreaker  # noqa: PLC0415
+
+            return cast("Self", object.__new__(SharedCircuitBreaker))
+        return object.__new__(cls)
+
     def __init__(
         self,
         name: str,
@@ -228,7 +242,13 @@ class CircuitBreaker(Standalone):
         tracer_provider: TracerProvider | None = None,
         meter_provider: MeterProvider | None = None,
         telemetry: bool = True,
+        store: BreakerStateStore | AsyncBreakerStateStore | None = None,
     ) -> None:
+        if store is not None and not self._shares_state:
+            raise TypeError(
+                f"{type(self).__name__} keeps its state locally; a store needs "
+                "CircuitBreaker(..., store=...) or SharedCircuitBreaker"
+            )
         if not isinstance(name, str):
             raise TypeError(f"CircuitBreaker.name must be a str, got {type(name).__name__}")
         # Imported here: the telemetry package imports the breaker state and events.
@@ -328,6 +348,14 @@ class CircuitBreaker(Standalone):
     def config(self) -> CircuitBreakerConfig:
         """The breaker's configuration."""
         return self._config
+
+    @property
+    def asynchronous(self) -> bool:
+        """Whether the state lives in an asyncio store, so drivers must await the breaker.
+
+        Always ``False`` here; see :class:`~otel_resilience.breaker.SharedCircuitBreaker`.
+        """
+        return False
 
     @property
     def clock(self) -> Clock:
@@ -473,21 +501,23 @@ class CircuitBreaker(Standalone):
                 if state is _OPEN:
                     retry_after = self._open_until - now
             if ticket is None:
-                self._rejections += 1
-                if self._reject_events:
-                    if len(self._pending) < MAX_PENDING_EVENTS:
-                        self._pending.append(
-                            _events.CallRejected(
-                                breaker=self._name, state=state, retry_after=retry_after
-                            )
-                        )
-                    else:
-                        self._dropped_events += 1
+                self._reject_locked(state, retry_after)
         if self._pending:
             self._drain()
         if ticket is None:
             raise CircuitOpenError(self._name, retry_after)
         return ticket
+
+    def _reject_locked(self, state: CircuitState, retry_after: float | None) -> None:
+        """Count a rejection and queue its event (when rejections are reported)."""
+        self._rejections += 1
+        if self._reject_events:
+            if len(self._pending) < MAX_PENDING_EVENTS:
+                self._pending.append(
+                    _events.CallRejected(breaker=self._name, state=state, retry_after=retry_after)
+                )
+            else:
+                self._dropped_events += 1
 
     def on_result(self, ticket: int, result: object, duration: float | None = None) -> bool:
         """Report that the call of ``ticket`` returned ``result``.

@@ -29,6 +29,7 @@ from otel_resilience.timeout import deadline_scope
 
 if TYPE_CHECKING:
     from otel_resilience._clock import TimerHandle
+    from otel_resilience.breaker import SharedCircuitBreaker
     from otel_resilience.pipeline._pipeline import Pipeline
 
 __all__ = ["run_async"]
@@ -263,6 +264,7 @@ async def _run(
     bulkhead = pipeline.bulkhead
     guarded = pipeline.attempt_timeout is not None
     clock = pipeline.clock
+    shared = cast("SharedCircuitBreaker", breaker) if pipeline.awaits_breaker else None
     total = None
     if run.deadline is not None:
         total = _Canceller(pipeline, _current_task(), run.deadline)
@@ -276,7 +278,9 @@ async def _run(
                 error = None
                 result = None
                 try:
-                    if breaker is not None:
+                    if shared is not None:
+                        ticket = await shared.aacquire()
+                    elif breaker is not None:
                         ticket = breaker.acquire()
                     if bulkhead is None:
                         called = True
@@ -300,7 +304,10 @@ async def _run(
                         break
                     run.interrupted(ticket, exc)
                     raise
-                if run.settle(ticket, error, result, called=called):
+                settled = run.settle(ticket, error, result, called=called)
+                if shared is not None:
+                    await shared.aflush()  # the outcome (and any trip) to the store
+                if settled:
                     return cast("R", result)
             failed = False
             delay = run.next_delay()
@@ -319,6 +326,8 @@ async def _run(
         if total is not None:
             total.stop()
         run.close()
+    if shared is not None:
+        await shared.aflush()  # what a timeout or an orchestrator queued
     return cast("R", await _end(pipeline, run))
 
 

@@ -100,6 +100,7 @@ class Pipeline:
 
     __slots__ = (
         "attempt_timeout",
+        "awaits_breaker",
         "budget",
         "bulkhead",
         "checks_result",
@@ -221,10 +222,13 @@ class Pipeline:
             or (retry is not None and retry.config.deadline_seconds is not None)
         )
 
+        # A breaker whose state lives in an asyncio store: the async driver awaits it.
+        self.awaits_breaker = circuit_breaker is not None and circuit_breaker.asynchronous
         # The drivers' fast path: only a breaker and/or a retry (without deadline, budget or
         # adaptive backoff), so the success path needs no clock read and no allocation.
         self.fast = not (
             self.timed
+            or self.awaits_breaker
             or self.budget is not None
             or bulkhead is not None
             or self.checks_result
