@@ -47,6 +47,7 @@ from otel_resilience.breaker import (
     CircuitBreakerRegistry,
     CircuitState,
     RegistryFullError,
+    SharedCircuitBreaker,
 )
 from otel_resilience.bulkhead import Bulkhead
 from otel_resilience.events import EventBus
@@ -109,6 +110,7 @@ __all__ = [
     "RetryConfig",
     "RetryExhausted",
     "RetryScheduled",
+    "SharedCircuitBreaker",
     "SystemClock",
     "Timeout",
     "TimeoutExceeded",

@@ -37,6 +37,12 @@ from otel_resilience._events import RetryScheduled
 from otel_resilience.alerts import Alert
 from otel_resilience.backoff import Constant
 from otel_resilience.events import EventBus
+from otel_resilience.stores import (
+    Admission,
+    InMemoryStateStore,
+    StoreParams,
+    StoreUnavailableError,
+)
 from otel_resilience.telemetry import OpenTelemetryListener, names
 from otel_resilience.telemetry.sdk import TelemetryHandles, configure_telemetry
 from otel_resilience.testing import FakeClock
@@ -90,6 +96,13 @@ class RecordingSink:
 
     async def send(self, alert: Alert) -> None:
         self.alerts.append(alert)
+
+
+class DownStore(InMemoryStateStore):
+    """A real in-memory store that answers nothing, as a store whose server is down."""
+
+    def acquire(self, name: str, params: StoreParams) -> Admission:
+        raise StoreUnavailableError("store down")
 
 
 def drive_everything(listener: OpenTelemetryListener, clock: FakeClock) -> tuple[object, ...]:
@@ -169,7 +182,10 @@ def drive_everything(listener: OpenTelemetryListener, clock: FakeClock) -> tuple
     for attempt in (1, 2):
         bus.publish(RetryScheduled(pipeline="p", attempt=attempt, delay=0.0, error_type=None))
     assert bus.dropped == 1
-    return breaker, bulkhead, orchestrator, bus
+    # A shared breaker whose store is down decides locally (degraded, one fallback).
+    shared = CircuitBreaker("inventory", store=DownStore(), clock=clock, listener=listener)
+    assert shared.call(lambda: "local") == "local"
+    return breaker, bulkhead, orchestrator, bus, shared
 
 
 @pytest.fixture

@@ -58,6 +58,7 @@ PUBLIC_NAMES = [
     "RetryConfig",
     "RetryExhausted",
     "RetryScheduled",
+    "SharedCircuitBreaker",
     "SystemClock",
     "Timeout",
     "TimeoutExceeded",

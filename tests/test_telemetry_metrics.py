@@ -47,6 +47,12 @@ from otel_resilience._events import RetryScheduled
 from otel_resilience.alerts import Alert
 from otel_resilience.backoff import Constant
 from otel_resilience.events import EventBus
+from otel_resilience.stores import (
+    Admission,
+    InMemoryStateStore,
+    StoreParams,
+    StoreUnavailableError,
+)
 from otel_resilience.telemetry import OpenTelemetryListener, names
 from otel_resilience.testing import FakeClock
 
@@ -322,6 +328,14 @@ def busy_bulkhead(
 
 # -- every instrument ---------------------------------------------------------------------
 
+
+class DownStore(InMemoryStateStore):
+    """A real in-memory store that answers nothing, as a store whose server is down."""
+
+    def acquire(self, name: str, params: StoreParams) -> Admission:
+        raise StoreUnavailableError("store down")
+
+
 _SDK_TYPE = {
     "counter": Sum,
     "observable_counter": Sum,
@@ -343,11 +357,16 @@ def test_every_instrument_in_names_is_exported_as_declared(
     bus.subscribe(RetryScheduled, lambda event: None)
     for attempt in (1, 2):
         bus.publish(RetryScheduled(pipeline="p", attempt=attempt, delay=0.0, error_type=None))
+    # A shared breaker whose store is down decides locally (degraded, one fallback).
+    shared = CircuitBreaker("inventory", store=DownStore(), clock=clock, listener=sdk.listener)
+    assert shared.call(lambda: "local") == "local"
     with busy_bulkhead(sdk, clock, wait_until) as (_, pool):
         with pytest.raises(BulkheadFullError):
             pool.call(lambda: "never")
         collected = sdk.collect()
     del orchestrator
+    assert collected[names.METRIC_BREAKER_STORE_DEGRADED.name].data.data_points[0].value == 1
+    assert collected[names.METRIC_BREAKER_STORE_FALLBACKS.name].data.data_points[0].value == 1
 
     assert set(collected) == {metric.name for metric in names.METRICS}
     for metric in names.METRICS:

@@ -105,6 +105,8 @@ class DemoOptions:
             replaced by a free one.
         service_port: port of the primary service, ``0`` for a free one.
         alertmanager_url: send alerts to this Alertmanager instead of the log.
+        redis_url: keep the ledger breaker's state in this Redis (``redis://...``), shared
+            by every demo process given the same URL; in memory when omitted.
         live: redraw a live view while running (plain lines when not a terminal).
         workers: threads sending traffic.
     """
@@ -115,6 +117,7 @@ class DemoOptions:
     metrics_port: int = DEFAULT_METRICS_PORT
     service_port: int = 0
     alertmanager_url: str | None = None
+    redis_url: str | None = None
     live: bool = True
     workers: int = DEFAULT_WORKERS
 
@@ -132,6 +135,9 @@ class DemoOptions:
         url = self.alertmanager_url
         if url is not None and not str(url).startswith(("http://", "https://")):
             raise ValueError(f"{_OWNER}.alertmanager_url must be an http(s) URL, got {url!r}")
+        url = self.redis_url
+        if url is not None and not str(url).startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError(f"{_OWNER}.redis_url must be a redis:// URL, got {url!r}")
         if not isinstance(self.live, bool):
             raise TypeError(f"{_OWNER}.live must be a bool, got {self.live!r}")
         check_int(_OWNER, "workers", self.workers)
@@ -267,6 +273,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--alertmanager-url", default=None, help="send alerts to this Alertmanager (API v2)"
     )
     parser.add_argument(
+        "--redis-url",
+        default=None,
+        help="share the ledger breaker's state through this Redis (needs the redis extra)",
+    )
+    parser.add_argument(
         "--workers", type=int, default=DEFAULT_WORKERS, help="threads sending traffic (3)"
     )
     parser.add_argument("--no-live", action="store_true", help="no live view, summary only")
@@ -281,6 +292,7 @@ def options_from_args(args: argparse.Namespace) -> DemoOptions:
         metrics_port=args.metrics_port,
         service_port=args.service_port,
         alertmanager_url=args.alertmanager_url,
+        redis_url=args.redis_url,
         live=not args.no_live,
         workers=args.workers,
     )
@@ -549,6 +561,8 @@ def run_demo(options: DemoOptions, out: TextIO, clock: Clock = SYSTEM_CLOCK) -> 
             return _targets.quote(http, base, item)
 
         # A long breaker timeout: it stays open through the ledger's outage, probing rarely.
+        # Its state is shared (through Redis with --redis-url, so several demo processes
+        # trip and probe it together; else in memory).
         ledger_breaker = CircuitBreaker(
             "ledger",
             CircuitBreakerConfig(
@@ -556,6 +570,7 @@ def run_demo(options: DemoOptions, out: TextIO, clock: Clock = SYSTEM_CLOCK) -> 
             ),
             clock=clock,
             rng=rng,
+            store=_ledger_store(options, clock),
             **providers,
         )
 
@@ -676,6 +691,21 @@ def run_demo(options: DemoOptions, out: TextIO, clock: Clock = SYSTEM_CLOCK) -> 
         loop.close()
         alert_logger.removeHandler(alert_lines)
         telemetry.shutdown()
+
+
+def _ledger_store(options: DemoOptions, clock: Clock) -> Any:
+    """The ledger breaker's state store: Redis at ``redis_url``, else in memory."""
+    if options.redis_url is None:
+        from otel_resilience.stores import InMemoryStateStore  # noqa: PLC0415
+
+        return InMemoryStateStore(clock=clock)
+    try:
+        from otel_resilience.stores.redis import RedisStateStore  # noqa: PLC0415
+    except ImportError as error:
+        raise RuntimeError(
+            f"--redis-url needs the redis extra: pip install 'otel-resilience[redis]' ({error})"
+        ) from None
+    return RedisStateStore.from_url(options.redis_url, clock=clock)
 
 
 def _summary(

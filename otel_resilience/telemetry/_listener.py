@@ -410,6 +410,7 @@ class OpenTelemetryListener:
         self.alerts = counter(names.METRIC_ALERTS)
         for metric, callback in (
             (names.METRIC_BREAKER_STATE, self._observe_breaker_state),
+            (names.METRIC_BREAKER_STORE_DEGRADED, self._observe_store_degraded),
             (names.METRIC_BULKHEAD_IN_FLIGHT, self._observe_bulkhead_in_flight),
             (names.METRIC_BULKHEAD_QUEUED, self._observe_bulkhead_queued),
             (names.METRIC_ERROR_PATTERNS_ACTIVE, self._observe_patterns),
@@ -422,6 +423,7 @@ class OpenTelemetryListener:
             (names.METRIC_ATTEMPTS, self.attempt_counts.observe),
             (names.METRIC_BREAKER_CALLS, self._observe_breaker_calls),
             (names.METRIC_BREAKER_REJECTIONS, self._observe_breaker_rejections),
+            (names.METRIC_BREAKER_STORE_FALLBACKS, self._observe_store_fallbacks),
             (names.METRIC_BULKHEAD_REJECTIONS, self._observe_bulkhead_rejections),
             (names.METRIC_EVENTS_DROPPED, self._observe_dropped_events),
         ):
@@ -713,6 +715,14 @@ class OpenTelemetryListener:
             lambda b: [Observation(b.observed_counts().rejections, {names.ATTR_BREAKER: b.name})],
         )
 
+    def _observe_store_degraded(self, options: CallbackOptions) -> Iterable[Observation]:
+        del options
+        return self._each(self._breakers, lambda b: _store_status(b, degraded=True))
+
+    def _observe_store_fallbacks(self, options: CallbackOptions) -> Iterable[Observation]:
+        del options
+        return self._each(self._breakers, lambda b: _store_status(b, degraded=False))
+
     def _observe_bulkhead_in_flight(self, options: CallbackOptions) -> Iterable[Observation]:
         del options
         return self._each(
@@ -823,6 +833,16 @@ def _breaker_calls(breaker: CircuitBreaker) -> list[Observation]:
             ("ignored", counts.ignored),
         )
     ]
+
+
+def _store_status(breaker: CircuitBreaker, *, degraded: bool) -> list[Observation]:
+    """A shared breaker's degraded flag or fallback count; nothing for a local breaker."""
+    store_status = getattr(breaker, "store_status", None)
+    if store_status is None:
+        return []
+    status = store_status()
+    value = int(status.degraded) if degraded else status.fallbacks
+    return [Observation(value, {names.ATTR_BREAKER: breaker.name})]
 
 
 def _isolated(fn: Callable[..., object], *args: Any) -> None:

@@ -56,6 +56,8 @@ __all__ = [
     "METRIC_BREAKER_CALLS",
     "METRIC_BREAKER_REJECTIONS",
     "METRIC_BREAKER_STATE",
+    "METRIC_BREAKER_STORE_DEGRADED",
+    "METRIC_BREAKER_STORE_FALLBACKS",
     "METRIC_BREAKER_TRANSITIONS",
     "METRIC_BULKHEAD_IN_FLIGHT",
     "METRIC_BULKHEAD_QUEUED",
@@ -266,6 +268,20 @@ METRIC_BREAKER_REJECTIONS: Final = MetricName(
     (ATTR_BREAKER,),
     "Calls the breaker refused.",
 )
+METRIC_BREAKER_STORE_DEGRADED: Final = MetricName(
+    "resilience.circuit_breaker.store.degraded",
+    "observable_gauge",
+    "",
+    (ATTR_BREAKER,),
+    "1 while a shared breaker decides from local state because its state store failed.",
+)
+METRIC_BREAKER_STORE_FALLBACKS: Final = MetricName(
+    "resilience.circuit_breaker.store.fallbacks",
+    "observable_counter",
+    "{operation}",
+    (ATTR_BREAKER,),
+    "Operations a shared breaker decided from local state because its state store failed.",
+)
 METRIC_BULKHEAD_IN_FLIGHT: Final = MetricName(
     "resilience.bulkhead.in_flight",
     "observable_gauge",
@@ -339,6 +355,8 @@ METRICS: Final = (
     METRIC_BREAKER_TRANSITIONS,
     METRIC_BREAKER_CALLS,
     METRIC_BREAKER_REJECTIONS,
+    METRIC_BREAKER_STORE_DEGRADED,
+    METRIC_BREAKER_STORE_FALLBACKS,
     METRIC_BULKHEAD_IN_FLIGHT,
     METRIC_BULKHEAD_QUEUED,
     METRIC_BULKHEAD_REJECTIONS,
