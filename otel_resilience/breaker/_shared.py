@@ -33,6 +33,7 @@ from otel_resilience import _events
 from otel_resilience._errors import CircuitOpenError
 from otel_resilience._validation import check_number
 from otel_resilience.breaker._breaker import DISABLED_TICKET, CircuitBreaker, CircuitBreakerMetrics
+from otel_resilience.breaker._config import CircuitBreakerConfig
 from otel_resilience.breaker._state import CircuitState
 from otel_resilience.stores._protocol import (
     DEFAULT_KEY_TTL_SECONDS,
@@ -52,7 +53,6 @@ if TYPE_CHECKING:
 
     from otel_resilience._clock import Clock, RandomSource
     from otel_resilience._events import ResilienceListener
-    from otel_resilience.breaker._config import CircuitBreakerConfig
     from otel_resilience.stores._protocol import AsyncBreakerStateStore, BreakerStateStore
 
 __all__ = [
@@ -165,6 +165,16 @@ class SharedCircuitBreaker(CircuitBreaker):
         max_staleness = check_number(
             owner, "max_staleness_seconds", max_staleness_seconds, allow_minimum=True
         )
+        ttl = check_number(owner, "key_ttl_seconds", key_ttl_seconds)
+        # Checked before the base class registers the breaker with telemetry.
+        # (A config of the wrong type is the base class's to reject.)
+        effective = CircuitBreakerConfig() if config is None else config
+        timeout = getattr(effective, "timeout_seconds", 0)
+        if isinstance(timeout, float) and ttl <= timeout:
+            raise ValueError(
+                f"{owner}.key_ttl_seconds ({ttl:g}) must exceed the config's timeout_seconds "
+                f"({timeout:g}): the shared OPEN state would expire before its end"
+            )
         super().__init__(
             name,
             config,
@@ -176,7 +186,7 @@ class SharedCircuitBreaker(CircuitBreaker):
             telemetry=telemetry,
             store=store,
         )
-        self._params = StoreParams.from_config(self._config, key_ttl_seconds=key_ttl_seconds)
+        self._params = StoreParams.from_config(self._config, key_ttl_seconds=ttl)
         self._store: Any = store  # sync or async, told apart by ``_aio``
         self._aio = inspect.iscoroutinefunction(store.acquire)
         self._max_staleness = max_staleness
@@ -300,7 +310,8 @@ class SharedCircuitBreaker(CircuitBreaker):
     def _from_view(self, now: float) -> int | None:
         """Decide from a fresh cached view; ``None`` when the store must decide."""
         view = self._view
-        if view is None or now - self._view_at >= self._max_staleness:
+        # Degraded, the local state decides: a cached view must not admit past it.
+        if view is None or self._degraded or now - self._view_at >= self._max_staleness:
             return None
         state = view.state
         if state is _CLOSED:
@@ -379,6 +390,7 @@ class SharedCircuitBreaker(CircuitBreaker):
         view = self._view
         return (
             view is not None
+            and not self._degraded  # then the local state must see the success
             and view.generation == token
             and view.consecutive_failures == 0
             and view.state is _CLOSED
@@ -520,21 +532,23 @@ class SharedCircuitBreaker(CircuitBreaker):
         """Open the shared breaker now (see :meth:`CircuitBreaker.trip`).
 
         Returns:
-            Whether this call opened it (with an asyncio store: whether it was queued).
+            Whether this call opened it (with an asyncio store: whether it was queued;
+            while the store fails: whether it opened the local breaker).
         """
         if not isinstance(reason, str):
             raise TypeError(f"CircuitBreaker.trip reason must be a str, got {reason!r}")
         if not reason:
             raise ValueError("CircuitBreaker.trip reason must not be empty")
         report = self._command(Command.TRIP, reason)
-        if report is None:
-            return self._aio
+        if isinstance(report, bool):
+            return report
         return any(change.state is _OPEN for change in report.transitions)
 
-    def _command(self, command: Command, reason: str) -> Report | None:
+    def _command(self, command: Command, reason: str) -> Report | bool:
+        """The store's report; ``True`` when queued; else what the local state did."""
         if self._aio:
             self._outbox.append((command, reason))
-            return None
+            return True
         now = self._monotonic()
         try:
             report: Report = self._store.command(
@@ -542,22 +556,23 @@ class SharedCircuitBreaker(CircuitBreaker):
             )
         except Exception as error:  # noqa: BLE001 - a failing store means local state
             self._degrade(error, "command")
-            self._command_locally(command, reason)
-            return None
+            return self._command_locally(command, reason)
         self._apply(report.view, report.transitions, now)
         return report
 
     def _command_seconds(self, command: Command) -> float:
         return self._open_seconds(Outcome.FAILURE) if command is Command.TRIP else self._timeout
 
-    def _command_locally(self, command: Command, reason: str) -> None:
+    def _command_locally(self, command: Command, reason: str) -> bool:
+        """Apply a command to the local state; for a trip, whether it opened the breaker."""
         if command is Command.FORCE_OPEN:
             CircuitBreaker.force_open(self)
         elif command is Command.DISABLE:
             CircuitBreaker.disable(self)
         elif command is Command.TRIP:
-            CircuitBreaker.trip(self, reason)
+            return CircuitBreaker.trip(self, reason)
         # RESET: the local state was reset before the store was asked.
+        return True
 
     # -- the cached view ------------------------------------------------------------------
 
