@@ -365,3 +365,35 @@ def test_malformed_keys_log_a_clear_error_and_reset_never_crash(
     finally:
         client.close()
         store.close()
+
+
+# -- the demo -------------------------------------------------------------------------------------
+
+
+def test_the_demo_shares_its_ledger_breaker_through_redis(live: RedisServer) -> None:
+    import io  # noqa: PLC0415
+
+    from otel_resilience.cli._demo import DemoOptions, run_demo  # noqa: PLC0415
+
+    client = control(live)
+    try:
+        client.flushall()
+        out = io.StringIO()
+        options = DemoOptions(
+            duration=2.0, scenario="outage", metrics_port=0, live=False, redis_url=live.url
+        )
+        run_demo(options, out)
+        # The ledger breaker's state is in Redis, under the default namespace, with a TTL.
+        key = "otel_resilience:{ledger}"
+        assert client.type(key) == "hash"
+        assert client.hget(key, "state") in {"closed", "open", "half_open"}
+        assert client.ttl(key) > 0
+    finally:
+        client.close()
+
+
+def test_the_demo_rejects_a_redis_url_that_is_not_one() -> None:
+    from otel_resilience.cli._demo import DemoOptions  # noqa: PLC0415
+
+    with pytest.raises(ValueError, match="redis_url"):
+        DemoOptions(redis_url="http://localhost:6379")
