@@ -18,6 +18,7 @@ import functools
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import threading
@@ -515,3 +516,188 @@ def prometheus(
         ),
     ) as server:
         yield server
+
+
+# -- Redis -----------------------------------------------------------------------------------
+
+REDIS_BINARIES = ("redis-server",)
+"""Debian's ``redis-server`` package and upstream builds both install ``redis-server``."""
+
+
+def _redis_argv(binary: str, port: int, tmp_path: Path) -> list[str]:
+    """redis-server's command line: loopback only, no persistence, files in ``tmp_path``."""
+    return [
+        binary,
+        "--bind",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--dir",
+        str(tmp_path),
+    ]
+
+
+def _redis_ping(port: int) -> bool:
+    """Whether a Redis on 127.0.0.1:``port`` answers an inline PING with PONG."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1.0) as connection:
+            connection.sendall(b"PING\r\n")
+            return connection.recv(64).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+@dataclass
+class RedisServer:
+    """A running redis-server started by :func:`redis_server`, with fault injection.
+
+    ``kill()`` (SIGKILL), ``pause()``/``resume()`` (SIGSTOP/SIGCONT) and ``restart()``
+    (same port, empty data) let tests take Redis away under a client and bring it back.
+    """
+
+    binary: str
+    port: int
+    process: subprocess.Popen[bytes]
+    log_path: Path
+    tmp_path: Path
+    paused: bool = False
+    starts: int = 1
+
+    host: str = "127.0.0.1"
+
+    @property
+    def url(self) -> str:
+        """The server's URL, e.g. ``redis://127.0.0.1:43117/0``."""
+        return f"redis://{self.host}:{self.port}/0"
+
+    def log(self) -> str:
+        """The server's output so far (for failure messages)."""
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+    def ping(self) -> bool:
+        """Whether the server answers PING now."""
+        return _redis_ping(self.port)
+
+    def kill(self) -> None:
+        """SIGKILL the server (as a crash: no shutdown, connections reset) and reap it."""
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(STOP_TIMEOUT)
+        self.paused = False
+
+    def pause(self) -> None:
+        """SIGSTOP the server: connections stay open and nothing answers (a hang)."""
+        self.process.send_signal(signal.SIGSTOP)
+        self.paused = True
+
+    def resume(self) -> None:
+        """SIGCONT a paused server."""
+        self.process.send_signal(signal.SIGCONT)
+        self.paused = False
+
+    def restart(self) -> None:
+        """Kill the server and start a new one on the same port, with no data."""
+        self.kill()
+        self.starts += 1
+        self.log_path = self.tmp_path / f"redis-restart-{self.starts}.log"
+        with self.log_path.open("wb") as log:
+            self.process = subprocess.Popen(
+                _redis_argv(self.binary, self.port, self.tmp_path),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
+        poll(functools.partial(_redis_up, self), what="redis-server restart")
+        if self.process.poll() is not None:
+            pytest.fail(f"redis-server did not restart:\n{self.log()}", pytrace=False)
+
+    def stop(self) -> None:
+        """Stop the server (resuming it first: a stopped process ignores SIGTERM)."""
+        if self.paused and self.process.poll() is None:
+            self.resume()
+        _stop(self.process)
+
+
+def _redis_up(server: RedisServer) -> bool:
+    # True once it answers, or once it has exited (the caller then reports its log).
+    return server.process.poll() is not None or server.ping()
+
+
+@contextmanager
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """Start a real redis-server on 127.0.0.1 for the ``with`` block; stop it after.
+
+    No persistence (``--save ""``, ``--appendonly no``); its files go to ``tmp_path``.
+    Skips (fails under CI) without the binary; fails with the server's log if it does not
+    answer PING. A port found free can be taken before the server binds it: a few ports
+    are tried.
+    """
+    binary = require_binary(*REDIS_BINARIES, package="redis-server")
+    failures: list[str] = []
+    for attempt in range(3):
+        port = free_port()
+        log_path = tmp_path / f"redis-{attempt}.log"
+        with log_path.open("wb") as log:
+            process = subprocess.Popen(
+                _redis_argv(binary, port, tmp_path),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
+        server = RedisServer(
+            binary=binary, port=port, process=process, log_path=log_path, tmp_path=tmp_path
+        )
+        try:
+            ready = eventually(functools.partial(_redis_up, server))
+        except BaseException:
+            _stop(server.process)
+            raise
+        if server.process.poll() is not None:
+            failures.append(server.log())
+            if "address already in use" in failures[-1].lower():
+                continue
+            break
+        if not ready:
+            _stop(server.process)
+            pytest.fail(f"redis-server never answered PING:\n{server.log()}", pytrace=False)
+        try:
+            yield server
+        finally:
+            server.stop()
+        return
+    pytest.fail("redis-server did not start:\n" + "\n---\n".join(failures), pytrace=False)
+
+
+def shift_redis_time(client: Any, namespace: str, seconds: float) -> None:
+    """Move every time stored under ``namespace`` back by ``seconds``, TTLs included.
+
+    For the Redis state store's scripts, which read the server's clock, this is as if
+    ``seconds`` had passed for those keys alone: open periods end, leases and time-window
+    buckets age, keys whose TTL runs out are deleted. ``client`` is a synchronous
+    ``redis.Redis`` (plain commands only; nothing else may write meanwhile).
+    """
+    micros = seconds * 1e6
+    millis = seconds * 1e3
+    for raw in client.scan_iter(match=f"{namespace}:*", count=1000):
+        key = raw.decode() if isinstance(raw, bytes) else raw
+        kind = client.type(key)
+        kind = kind.decode() if isinstance(kind, bytes) else kind
+        if kind == "hash":
+            for field in ("open_until", "window_head"):
+                value = client.hget(key, field)
+                if value and float(value) > 0:
+                    client.hset(key, field, repr(float(value) - micros))
+        elif kind == "zset":
+            for member, score in client.zrange(key, 0, -1, withscores=True):
+                client.zadd(key, {member: score - micros})
+        ttl = client.pttl(key)
+        if ttl > 0:
+            left = int(ttl - millis)
+            if left <= 0:
+                client.delete(key)
+            else:
+                client.pexpire(key, left)

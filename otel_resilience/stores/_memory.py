@@ -27,7 +27,8 @@ from otel_resilience.stores._protocol import (
 __all__ = ["AsyncInMemoryStateStore", "InMemoryStateStore"]
 
 GENERATION_STRIDE = 1 << 32
-"""Each new state of a name starts this far above the last: old tickets never match."""
+"""Each new state of a name starts this far above the last (its generation and its lease
+ids alike): tickets and leases of an earlier state never match."""
 
 _CLOSED = CircuitState.CLOSED
 _OPEN = CircuitState.OPEN
@@ -177,7 +178,10 @@ class InMemoryStateStore:
         entry = self._entries.get(name)
         if entry is None or now >= entry.written + params.key_ttl_seconds:
             self._next_generation += GENERATION_STRIDE
-            entry = _Entry(generation=self._next_generation, written=now)
+            # Lease ids count up from the generation too: a lease id handed out by an
+            # earlier state of this name must never match a lease of the new one.
+            generation = self._next_generation
+            entry = _Entry(generation=generation, written=now, last_trial=generation)
             self._entries[name] = entry
         entry.written = now
         if entry.window is None and params.has_window:
