@@ -24,7 +24,7 @@ from typing import Any
 
 import redis
 
-from otel_resilience import CircuitBreaker, CircuitBreakerConfig, CircuitOpenError
+from otel_resilience import CircuitBreakerConfig, CircuitOpenError, SharedCircuitBreaker
 from otel_resilience.breaker import SHARED_TICKET_BASE
 from otel_resilience.stores.redis import RedisStateStore
 
@@ -38,7 +38,7 @@ def main(job: dict[str, Any]) -> dict[str, Any]:
     store = RedisStateStore.from_url(
         job["url"], namespace=job["namespace"], timeout_seconds=5.0, telemetry=False
     )
-    breaker = CircuitBreaker(
+    breaker = SharedCircuitBreaker(
         job["name"],
         config,
         store=store,
