@@ -269,3 +269,30 @@ with set_testing(True, attempts=2):
 server_delay = datetime.timedelta(seconds=3)
 slept: list[float] = clock.sleeps
 clock.advance(1.5)
+
+
+# -- shared breaker state -----------------------------------------------------------------
+
+
+def shared_breakers() -> None:
+    from otel_resilience import SharedCircuitBreaker
+    from otel_resilience.stores import (
+        AsyncBreakerStateStore,
+        AsyncInMemoryStateStore,
+        BreakerStateStore,
+        InMemoryStateStore,
+        StoreView,
+    )
+    from otel_resilience.stores.redis import AsyncRedisStateStore, RedisStateStore
+
+    memory: BreakerStateStore = InMemoryStateStore(clock=clock)
+    redis_store: BreakerStateStore = RedisStateStore.from_url("redis://127.0.0.1:6379/0")
+    async_store: AsyncBreakerStateStore = AsyncInMemoryStateStore()
+    async_redis: AsyncBreakerStateStore = AsyncRedisStateStore.from_url("redis://127.0.0.1/0")
+    generic: CircuitBreaker = CircuitBreaker("shared", store=memory, clock=clock)
+    shared = SharedCircuitBreaker(
+        "shared", CircuitBreakerConfig(), store=redis_store, max_staleness_seconds=0.25
+    )
+    view: StoreView | None = shared.store_status().view
+    degraded: bool = shared.store_status().degraded
+    del generic, view, degraded, async_store, async_redis
