@@ -34,7 +34,7 @@ import asyncio
 import logging
 import math
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Final, Self, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Final, Self, TypeVar
 
 import redis
 import redis.asyncio
@@ -118,15 +118,23 @@ class _RedisStore:
     """
 
     __slots__ = (
+        "_acquire",
         "_args",
+        "_client",
+        "_command",
         "_keys",
         "_label",
         "_namespace",
         "_outage",
         "_owns_client",
         "_problems",
+        "_read",
+        "_report",
         "_timeout",
     )
+
+    _connect: ClassVar[Callable[..., Any]]
+    """Builds a client from a URL (``redis.Redis.from_url`` or the asyncio one)."""
 
     def __init__(
         self,
@@ -174,6 +182,81 @@ class _RedisStore:
         self._keys: dict[str, tuple[str, str, str]] = {}
         # Keyed by id(): the cached params object is held, so its id cannot be reused.
         self._args: dict[int, tuple[StoreParams, tuple[str, ...]]] = {}
+
+    def _bind(self, client: Any, *, owns_client: bool, **options: Any) -> None:
+        """Check the client, set up the shared parts, and register the four scripts."""
+        _check_client_timeout(type(self).__name__, client)
+        _RedisStore.__init__(self, owns_client=owns_client, **options)
+        self._client = client
+        # register_script hashes the source locally; nothing is sent until first use,
+        # then EVALSHA (with a SCRIPT LOAD after a NOSCRIPT reply).
+        self._acquire = client.register_script(scripts.ACQUIRE_SCRIPT)
+        self._report = client.register_script(scripts.REPORT_SCRIPT)
+        self._command = client.register_script(scripts.COMMAND_SCRIPT)
+        self._read = client.register_script(scripts.READ_SCRIPT)
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str,
+        *,
+        namespace: str = DEFAULT_NAMESPACE,
+        timeout_seconds: float = DEFAULT_STORE_TIMEOUT_SECONDS,
+        clock: Clock | None = None,
+        outage_config: CircuitBreakerConfig | None = None,
+        telemetry: bool = True,
+        tracer_provider: TracerProvider | None = None,
+        meter_provider: MeterProvider | None = None,
+    ) -> Self:
+        """A store with its own client for ``url`` (``redis://host:port/db``).
+
+        The client's connect and read timeouts are ``timeout_seconds`` and redis-py's
+        retries are off, so a dead or hanging Redis fails an operation within about
+        ``timeout_seconds``. ``close()`` (``aclose()`` for the asyncio store) closes it.
+        """
+        timeout = check_number(cls.__name__, "timeout_seconds", timeout_seconds)
+        store = cls.__new__(cls)
+        store._bind(
+            cls._connect(url, **_client_options(timeout)),
+            owns_client=True,
+            namespace=namespace,
+            timeout_seconds=timeout,
+            clock=clock,
+            outage_config=outage_config,
+            telemetry=telemetry,
+            tracer_provider=tracer_provider,
+            meter_provider=meter_provider,
+        )
+        return store
+
+    def _report_args(
+        self,
+        params: StoreParams,
+        token: int,
+        outcome: Outcome,
+        open_seconds: float,
+        *,
+        trial: bool,
+    ) -> tuple[str, ...]:
+        return (
+            *self._params(params),
+            str(token),
+            _OUTCOME_ARGS[outcome],
+            self._seconds(open_seconds, "open_seconds"),
+            "1" if trial else "0",
+        )
+
+    def _command_args(
+        self, params: StoreParams, command: Command, reason: str, open_seconds: float
+    ) -> tuple[str, ...]:
+        if not isinstance(reason, str):
+            raise TypeError(f"command reason must be a str, got {reason!r}")
+        return (
+            *self._params(params),
+            _COMMAND_ARGS[command],
+            reason,
+            self._seconds(open_seconds, "open_seconds"),
+        )
 
     # -- inspection -----------------------------------------------------------------------
 
@@ -319,7 +402,9 @@ class RedisStateStore(_RedisStore):
         ('shop:{payments}', 'shop:{payments}:trials', 'shop:{payments}:ring')
     """
 
-    __slots__ = ("_acquire", "_client", "_command", "_read", "_report")
+    __slots__ = ()
+
+    _connect = redis.Redis.from_url
 
     def __init__(
         self,
@@ -333,7 +418,7 @@ class RedisStateStore(_RedisStore):
         tracer_provider: TracerProvider | None = None,
         meter_provider: MeterProvider | None = None,
     ) -> None:
-        self._init(
+        self._bind(
             client,
             owns_client=False,
             namespace=namespace,
@@ -345,56 +430,11 @@ class RedisStateStore(_RedisStore):
             meter_provider=meter_provider,
         )
 
-    def _init(self, client: redis.Redis, *, owns_client: bool, **options: Any) -> None:
-        _check_client_timeout(type(self).__name__, client)
-        super().__init__(owns_client=owns_client, **options)
-        self._client = client
-        # register_script hashes the source locally; nothing is sent until first use,
-        # then EVALSHA (with a SCRIPT LOAD after a NOSCRIPT reply).
-        self._acquire = client.register_script(scripts.ACQUIRE_SCRIPT)
-        self._report = client.register_script(scripts.REPORT_SCRIPT)
-        self._command = client.register_script(scripts.COMMAND_SCRIPT)
-        self._read = client.register_script(scripts.READ_SCRIPT)
-
-    @classmethod
-    def from_url(
-        cls,
-        url: str,
-        *,
-        namespace: str = DEFAULT_NAMESPACE,
-        timeout_seconds: float = DEFAULT_STORE_TIMEOUT_SECONDS,
-        clock: Clock | None = None,
-        outage_config: CircuitBreakerConfig | None = None,
-        telemetry: bool = True,
-        tracer_provider: TracerProvider | None = None,
-        meter_provider: MeterProvider | None = None,
-    ) -> RedisStateStore:
-        """A store with its own client for ``url`` (``redis://host:port/db``).
-
-        The client's connect and read timeouts are ``timeout_seconds`` and redis-py's
-        retries are off, so a dead or hanging Redis fails an operation within about
-        ``timeout_seconds``. :meth:`close` closes it.
-        """
-        timeout = check_number(cls.__name__, "timeout_seconds", timeout_seconds)
-        client = redis.Redis.from_url(url, **_client_options(timeout))
-        store = cls.__new__(cls)
-        store._init(
-            client,
-            owns_client=True,
-            namespace=namespace,
-            timeout_seconds=timeout,
-            clock=clock,
-            outage_config=outage_config,
-            telemetry=telemetry,
-            tracer_provider=tracer_provider,
-            meter_provider=meter_provider,
-        )
-        return store
-
     @property
     def client(self) -> redis.Redis:
         """The Redis client."""
-        return self._client
+        client: redis.Redis = self._client
+        return client
 
     def _run(
         self,
@@ -443,13 +483,7 @@ class RedisStateStore(_RedisStore):
             StoreUnavailableError: Redis failed or timed out, now or recently.
         """
         keys = self.keys(name)
-        args = (
-            *self._params(params),
-            str(token),
-            _OUTCOME_ARGS[outcome],
-            self._seconds(open_seconds, "open_seconds"),
-            "1" if trial else "0",
-        )
+        args = self._report_args(params, token, outcome, open_seconds, trial=trial)
         return self._run(self._report, scripts.decode_report, "report", keys, args)
 
     def command(
@@ -461,14 +495,7 @@ class RedisStateStore(_RedisStore):
             StoreUnavailableError: Redis failed or timed out, now or recently.
         """
         keys = self.keys(name)
-        if not isinstance(reason, str):
-            raise TypeError(f"command reason must be a str, got {reason!r}")
-        args = (
-            *self._params(params),
-            _COMMAND_ARGS[command],
-            reason,
-            self._seconds(open_seconds, "open_seconds"),
-        )
+        args = self._command_args(params, command, reason, open_seconds)
         return self._run(self._command, scripts.decode_command, "command", keys, args)
 
     def read(self, name: str, params: StoreParams) -> StoreView:
@@ -526,7 +553,9 @@ class AsyncRedisStateStore(_RedisStore):
         ValueError: the client has no socket timeout, or a bad namespace or timeout.
     """
 
-    __slots__ = ("_acquire", "_client", "_command", "_read", "_report")
+    __slots__ = ()
+
+    _connect = redis.asyncio.Redis.from_url
 
     def __init__(
         self,
@@ -540,7 +569,7 @@ class AsyncRedisStateStore(_RedisStore):
         tracer_provider: TracerProvider | None = None,
         meter_provider: MeterProvider | None = None,
     ) -> None:
-        self._init(
+        self._bind(
             client,
             owns_client=False,
             namespace=namespace,
@@ -552,52 +581,11 @@ class AsyncRedisStateStore(_RedisStore):
             meter_provider=meter_provider,
         )
 
-    def _init(self, client: redis.asyncio.Redis, *, owns_client: bool, **options: Any) -> None:
-        _check_client_timeout(type(self).__name__, client)
-        super().__init__(owns_client=owns_client, **options)
-        self._client = client
-        self._acquire = client.register_script(scripts.ACQUIRE_SCRIPT)
-        self._report = client.register_script(scripts.REPORT_SCRIPT)
-        self._command = client.register_script(scripts.COMMAND_SCRIPT)
-        self._read = client.register_script(scripts.READ_SCRIPT)
-
-    @classmethod
-    def from_url(
-        cls,
-        url: str,
-        *,
-        namespace: str = DEFAULT_NAMESPACE,
-        timeout_seconds: float = DEFAULT_STORE_TIMEOUT_SECONDS,
-        clock: Clock | None = None,
-        outage_config: CircuitBreakerConfig | None = None,
-        telemetry: bool = True,
-        tracer_provider: TracerProvider | None = None,
-        meter_provider: MeterProvider | None = None,
-    ) -> AsyncRedisStateStore:
-        """A store with its own asyncio client for ``url``; see :meth:`RedisStateStore.from_url`.
-
-        :meth:`aclose` closes it.
-        """
-        timeout = check_number(cls.__name__, "timeout_seconds", timeout_seconds)
-        client = redis.asyncio.Redis.from_url(url, **_client_options(timeout))
-        store = cls.__new__(cls)
-        store._init(
-            client,
-            owns_client=True,
-            namespace=namespace,
-            timeout_seconds=timeout,
-            clock=clock,
-            outage_config=outage_config,
-            telemetry=telemetry,
-            tracer_provider=tracer_provider,
-            meter_provider=meter_provider,
-        )
-        return store
-
     @property
     def client(self) -> redis.asyncio.Redis:
         """The Redis client."""
-        return self._client
+        client: redis.asyncio.Redis = self._client
+        return client
 
     async def _run(
         self,
@@ -639,13 +627,7 @@ class AsyncRedisStateStore(_RedisStore):
     ) -> Report:
         """As :meth:`RedisStateStore.report`."""
         keys = self.keys(name)
-        args = (
-            *self._params(params),
-            str(token),
-            _OUTCOME_ARGS[outcome],
-            self._seconds(open_seconds, "open_seconds"),
-            "1" if trial else "0",
-        )
+        args = self._report_args(params, token, outcome, open_seconds, trial=trial)
         return await self._run(self._report, scripts.decode_report, "report", keys, args)
 
     async def command(
@@ -653,14 +635,7 @@ class AsyncRedisStateStore(_RedisStore):
     ) -> Report:
         """As :meth:`RedisStateStore.command`."""
         keys = self.keys(name)
-        if not isinstance(reason, str):
-            raise TypeError(f"command reason must be a str, got {reason!r}")
-        args = (
-            *self._params(params),
-            _COMMAND_ARGS[command],
-            reason,
-            self._seconds(open_seconds, "open_seconds"),
-        )
+        args = self._command_args(params, command, reason, open_seconds)
         return await self._run(self._command, scripts.decode_command, "command", keys, args)
 
     async def read(self, name: str, params: StoreParams) -> StoreView:
