@@ -164,3 +164,24 @@ def test_fifty_threads_racing_get_create_exactly_one_breaker_per_name() -> None:
     for group in range(5):
         assert len({id(r[1]) for i, r in enumerate(results) if i % 5 == group}) == 1
     assert len(registry) == 6
+
+
+def test_a_registry_with_a_store_makes_shared_breakers(clock: FakeClock) -> None:
+    from otel_resilience import SharedCircuitBreaker  # noqa: PLC0415
+    from otel_resilience.stores import InMemoryStateStore  # noqa: PLC0415
+
+    store = InMemoryStateStore(clock=clock)
+    config = CircuitBreakerConfig(failure_threshold=1)
+    # Two registries over one store, as two processes over one Redis.
+    first, second = (
+        CircuitBreakerRegistry(default_config=config, clock=clock, store=store, max_breakers=1)
+        for _ in range(2)
+    )
+    breaker = first.get("payments")
+    assert isinstance(breaker, SharedCircuitBreaker)
+    breaker.record_failure(breaker.acquire())
+    assert second.get("payments").state is CircuitState.OPEN
+    # Evicting the local object forgets nothing shared: a new one sees the open state.
+    first.get("other")
+    assert "payments" not in first
+    assert first.get("payments").state is CircuitState.OPEN

@@ -15,6 +15,7 @@ from otel_resilience.breaker._state import CircuitState
 if TYPE_CHECKING:
     from otel_resilience._clock import Clock, RandomSource
     from otel_resilience._events import ResilienceListener
+    from otel_resilience.stores import AsyncBreakerStateStore, BreakerStateStore
 
 __all__ = ["DEFAULT_MAX_BREAKERS", "CircuitBreakerRegistry", "RegistryFullError"]
 
@@ -54,6 +55,9 @@ class CircuitBreakerRegistry:
         clock: passed to every breaker; the system clock when omitted.
         rng: passed to every breaker; each breaker gets its own when omitted.
         listener: passed to every breaker.
+        store: a shared state store (see :mod:`otel_resilience.stores`): every breaker the
+            registry creates is then a :class:`~otel_resilience.SharedCircuitBreaker`
+            over it. Evicting one forgets only the local object; its state stays shared.
 
     Example:
         >>> registry = CircuitBreakerRegistry(max_breakers=100)
@@ -63,7 +67,16 @@ class CircuitBreakerRegistry:
         (True, 1)
     """
 
-    __slots__ = ("_breakers", "_clock", "_default_config", "_listener", "_lock", "_max", "_rng")
+    __slots__ = (
+        "_breakers",
+        "_clock",
+        "_default_config",
+        "_listener",
+        "_lock",
+        "_max",
+        "_rng",
+        "_store",
+    )
 
     def __init__(
         self,
@@ -73,6 +86,7 @@ class CircuitBreakerRegistry:
         clock: Clock | None = None,
         rng: RandomSource | None = None,
         listener: ResilienceListener | None = None,
+        store: BreakerStateStore | AsyncBreakerStateStore | None = None,
     ) -> None:
         if default_config is None:
             default_config = CircuitBreakerConfig()
@@ -86,6 +100,7 @@ class CircuitBreakerRegistry:
         self._clock = clock
         self._rng = rng
         self._listener = listener
+        self._store = store
         self._lock = threading.Lock()
         # Least recently used first.
         self._breakers: OrderedDict[str, CircuitBreaker] = OrderedDict()
@@ -132,6 +147,7 @@ class CircuitBreakerRegistry:
                 clock=self._clock,
                 rng=self._rng,
                 listener=self._listener,
+                store=self._store,
             )
             if len(self._breakers) >= self._max:
                 self._evict_locked()

@@ -32,6 +32,7 @@ from otel_resilience import (
     RetryBudget,
     RetryConfig,
     RetryScheduled,
+    SharedCircuitBreaker,
     Timeout,
     backoff,
     remaining,
@@ -39,6 +40,14 @@ from otel_resilience import (
     unwrap,
     wrap,
 )
+from otel_resilience.stores import (
+    AsyncBreakerStateStore,
+    AsyncInMemoryStateStore,
+    BreakerStateStore,
+    InMemoryStateStore,
+    StoreView,
+)
+from otel_resilience.stores.redis import AsyncRedisStateStore, RedisStateStore
 from otel_resilience.testing import FakeClock, set_testing
 
 clock = FakeClock()
@@ -275,16 +284,6 @@ clock.advance(1.5)
 
 
 def shared_breakers() -> None:
-    from otel_resilience import SharedCircuitBreaker
-    from otel_resilience.stores import (
-        AsyncBreakerStateStore,
-        AsyncInMemoryStateStore,
-        BreakerStateStore,
-        InMemoryStateStore,
-        StoreView,
-    )
-    from otel_resilience.stores.redis import AsyncRedisStateStore, RedisStateStore
-
     memory: BreakerStateStore = InMemoryStateStore(clock=clock)
     redis_store: BreakerStateStore = RedisStateStore.from_url("redis://127.0.0.1:6379/0")
     async_store: AsyncBreakerStateStore = AsyncInMemoryStateStore()

@@ -444,3 +444,32 @@ def test_breakers_report_to_explicit_providers() -> None:
         for point in metric.data.data_points
     }
     assert any("inventory.internal" in str(name) for name in breakers), breakers
+
+
+def test_transports_of_two_processes_share_one_breaker_per_authority_through_a_store(
+    server: httpx_loopback.ScriptedServer, clock: FakeClock
+) -> None:
+    from otel_resilience import SharedCircuitBreaker  # noqa: PLC0415
+    from otel_resilience.breaker import DEFAULT_MAX_STALENESS_SECONDS  # noqa: PLC0415
+    from otel_resilience.stores import InMemoryStateStore  # noqa: PLC0415
+
+    store = InMemoryStateStore(clock=clock)
+    server.default = Reply(500, b"broken")
+    settings = config(max_attempts=1, failure_threshold=2, breaker_timeout=30.0)
+    # Two HttpResilience objects stand for two processes; the store is what they share.
+    first, second = (HttpResilience(settings, clock=clock, store=store) for _ in range(2))
+    with (
+        httpx.Client(transport=ResilientTransport(resilience=first)) as a,
+        httpx.Client(transport=ResilientTransport(resilience=second)) as b,
+    ):
+        assert a.get(f"{server.url}/a").status_code == 500
+        assert b.get(f"{server.url}/b").status_code == 500  # the second failure, elsewhere
+        breaker = first.breaker(server.url)
+        assert isinstance(breaker, SharedCircuitBreaker)
+        # Opened by one failure here and one there: "a" learns it at its next store
+        # answer, at the latest once its cached view is max_staleness_seconds old.
+        clock.advance(DEFAULT_MAX_STALENESS_SECONDS)
+        with pytest.raises(CircuitOpenError):
+            a.get(f"{server.url}/c")
+        assert server.count == 2
+        assert breaker.state is CircuitState.OPEN

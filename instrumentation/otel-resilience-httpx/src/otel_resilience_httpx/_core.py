@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from opentelemetry.trace import TracerProvider
 
     from otel_resilience import ErrorRecoveryOrchestrator
+    from otel_resilience.stores import AsyncBreakerStateStore, BreakerStateStore
 
 __all__ = ["HttpResilience", "TimeoutMap"]
 
@@ -70,6 +71,10 @@ class HttpResilience:
         orchestrator: an :class:`~otel_resilience.ErrorRecoveryOrchestrator` consulted
             on every failed attempt (it reads ``http.response.status_code`` from the
             attempt span to classify 429 and 503 LOW, other 5xx MEDIUM).
+        store: keep the per-authority breakers' state in this shared store (for example
+            ``otel_resilience.stores.redis.RedisStateStore``), so every process calling
+            an authority shares one breaker for it. A blocking store serves both
+            transports; an asyncio store only :class:`AsyncResilientTransport`.
 
     Example:
         >>> resilience = HttpResilience(HttpResilienceConfig(max_attempts=2))
@@ -101,6 +106,7 @@ class HttpResilience:
         tracer_provider: TracerProvider | None = None,
         meter_provider: MeterProvider | None = None,
         orchestrator: ErrorRecoveryOrchestrator | None = None,
+        store: BreakerStateStore | AsyncBreakerStateStore | None = None,
     ) -> None:
         if config is None:
             config = HttpResilienceConfig()
@@ -128,6 +134,8 @@ class HttpResilience:
             clock=self.clock,
             # With explicit providers the breakers report there too, like the pipelines.
             listener=listener_for(tracer_provider, meter_provider) if explicit else None,
+            # A shared store: one breaker per authority for every process using it.
+            store=store,
         )
         self._retry = RetryConfig(
             max_attempts=config.max_attempts,

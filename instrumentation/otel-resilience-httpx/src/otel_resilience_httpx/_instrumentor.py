@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from opentelemetry.trace import TracerProvider
 
     from otel_resilience import Clock, ErrorRecoveryOrchestrator
+    from otel_resilience.stores import BreakerStateStore
 
 __all__ = ["ResilientHTTPXInstrumentor"]
 
@@ -90,6 +91,7 @@ class ResilientHTTPXInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         tracer_provider: TracerProvider | None = None,
         meter_provider: MeterProvider | None = None,
         orchestrator: ErrorRecoveryOrchestrator | None = None,
+        store: BreakerStateStore | None = None,
         clock: Clock | None = None,
         wall_clock: Callable[[], float] | None = None,
         resend_count: bool = True,
@@ -102,6 +104,8 @@ class ResilientHTTPXInstrumentor(BaseInstrumentor):  # type: ignore[misc]
             tracer_provider: report spans there instead of the global provider.
             meter_provider: report metrics there instead of the global provider.
             orchestrator: an error-recovery orchestrator consulted on failed attempts.
+            store: a blocking shared state store for the per-authority breakers (the
+                patched clients may be sync or async, so an asyncio store would not do).
             clock: time source of timeouts, waits and breakers (tests use a FakeClock).
             wall_clock: seconds since the epoch, for ``Retry-After`` dates.
             resend_count: add the resend-count span processor to an SDK tracer provider.
@@ -112,6 +116,7 @@ class ResilientHTTPXInstrumentor(BaseInstrumentor):  # type: ignore[misc]
             tracer_provider=tracer_provider,
             meter_provider=meter_provider,
             orchestrator=orchestrator,
+            store=store,
             clock=clock,
             wall_clock=wall_clock,
             resend_count=resend_count,
@@ -135,6 +140,7 @@ class ResilientHTTPXInstrumentor(BaseInstrumentor):  # type: ignore[misc]
             tracer_provider=tracer_provider,
             meter_provider=kwargs.get("meter_provider"),
             orchestrator=kwargs.get("orchestrator"),
+            store=kwargs.get("store"),
         )
         self._resilience = resilience
 
