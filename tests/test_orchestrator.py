@@ -1053,3 +1053,21 @@ def test_action_outcomes_are_typed(orchestrator: ErrorRecoveryOrchestrator) -> N
     plan = orchestrator.consult(context(severity=HIGH))
     [outcome] = plan.executed
     assert outcome == ActionOutcome(action=CIRCUIT_BREAK, ok=True, detail="opened")
+
+
+@pytest.mark.asyncio
+async def test_a_breaker_store_shares_what_the_orchestrators_of_two_processes_open(
+    clock: FakeClock, recorder: Recorder
+) -> None:
+    from otel_resilience import SharedCircuitBreaker  # noqa: PLC0415
+    from otel_resilience.stores import InMemoryStateStore  # noqa: PLC0415
+
+    store = InMemoryStateStore(clock=clock)
+    here, there = (
+        ErrorRecoveryOrchestrator(clock=clock, listener=recorder, breaker_store=store)
+        for _ in range(2)
+    )
+    await here.handle_error(context(severity=HIGH))  # opens "payments" here...
+    breaker = there.breaker("payments")
+    assert isinstance(breaker, SharedCircuitBreaker)
+    assert breaker.state is CircuitState.OPEN  # ...and so for the other process too

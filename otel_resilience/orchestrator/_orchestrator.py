@@ -52,6 +52,7 @@ from otel_resilience.orchestrator._table import DecisionTable
 if TYPE_CHECKING:
     from otel_resilience.alerts import AlertSink
     from otel_resilience.events import EventBus
+    from otel_resilience.stores import BreakerStateStore
 
 __all__ = [
     "ComponentHealth",
@@ -185,6 +186,9 @@ class ErrorRecoveryOrchestrator:
         failover: failover configuration per component.
         alert_sinks: where operator alerts go (logging, event bus, webhook, Alertmanager).
         breaker_config: configuration of the breakers created per component.
+        breaker_store: keep those breakers' state in this shared, blocking store (see
+            :mod:`otel_resilience.stores`), so a HIGH error that opens a component's
+            breaker opens it for every process.
         clock: time source for the monitor, patterns and breakers.
         monitor_interval: seconds between monitor runs.
         stop_retries_seconds: how long a FATAL error stops a component's retries.
@@ -202,6 +206,7 @@ class ErrorRecoveryOrchestrator:
         failover: Mapping[str, FailoverConfig] | None = None,
         alert_sinks: Sequence[AlertSink] = (),
         breaker_config: CircuitBreakerConfig | None = None,
+        breaker_store: BreakerStateStore | None = None,
         clock: Clock | None = None,
         monitor_interval: float = DEFAULT_MONITOR_INTERVAL,
         stop_retries_seconds: float = DEFAULT_STOP_RETRIES_SECONDS,
@@ -250,6 +255,7 @@ class ErrorRecoveryOrchestrator:
             clock=self.clock,
             max_breakers=_MAX_COMPONENTS,
             listener=self.listener,
+            store=breaker_store,
         )
         self._actions: dict[str, RecoveryHandler] = {}
         self._stopped: dict[str, float] = {}
