@@ -10,11 +10,15 @@ Usage (from the repository root)::
 ``--write`` replaces the generated results section of the file (between the markers
 below) with this run's numbers, the machine, and every package version; the text around
 the markers is left as it is.
+
+The Redis scenarios (9 to 12, ``bench_redis.py``) start their own ``redis-server`` for the
+run and stop it after; without the binary they are skipped with a note.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import json
 import shlex
@@ -22,12 +26,16 @@ import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from time import perf_counter_ns
+from typing import Any
 
 import bench_async
+import bench_redis
 import bench_sync
 import bench_telemetry
 from harness import (
     HEADER,
+    PACKAGES,
+    CaseResult,
     Scenario,
     ScenarioResult,
     Settings,
@@ -47,6 +55,7 @@ from harness import (
 __all__ = [
     "BEGIN",
     "END",
+    "REPORTED_PACKAGES",
     "TARGETS",
     "TELEMETRY_TARGETS",
     "RelativeTarget",
@@ -64,6 +73,9 @@ REFERENCE_WRAPT_NS = 400.0
 
 SCALE_ROW = ("success_sync", "wrapt.decorator pass-through")
 """The row of this run compared with :data:`REFERENCE_WRAPT_NS` to scale the targets."""
+
+REPORTED_PACKAGES = (*PACKAGES, "redis")
+"""The harness's distributions and redis-py, the client of the Redis scenarios."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -280,9 +292,16 @@ def _markdown_table(header: list[str], body: list[list[str]], right_from: int = 
 
 
 def render_markdown(
-    results: list[ScenarioResult], settings: Settings, command: str, when: str
+    results: list[ScenarioResult],
+    settings: Settings,
+    command: str,
+    when: str,
+    redis: bench_redis.RedisReport | str | None = None,
 ) -> str:
-    """The generated results section, markers included."""
+    """The generated results section, markers included.
+
+    ``redis`` is the Redis scenarios' report, or why they did not run.
+    """
     lines = [BEGIN, "", "## Results", ""]
     lines += [f"Measured on {when} with:", "", "```sh", command, "```", ""]
     lines += [
@@ -299,7 +318,9 @@ def render_markdown(
     machine = machine_info()
     lines += _markdown_table(["", ""], [[k, v] for k, v in machine.items()], right_from=2)
     lines.append("")
-    versions = package_versions()
+    versions = package_versions(REPORTED_PACKAGES)
+    if isinstance(redis, bench_redis.RedisReport):
+        versions["redis-server"] = redis.server_version
     lines += _markdown_table(["package", "version"], [[k, v] for k, v in versions.items()], 2)
     lines += ["", "### Targets", ""]
     factor = scale_factor(results)
@@ -329,10 +350,17 @@ def render_markdown(
     for result in results:
         scenario = result.scenario
         lines += ["", f"### {scenario.title}", "", scenario.description, ""]
-        lines += _markdown_table(HEADER, rows(result))
+        if isinstance(redis, bench_redis.RedisReport) and scenario.key in bench_redis.KEYS:
+            lines += [bench_redis.count_method(redis), ""]
+            table = bench_redis.round_trip_rows(result, redis)
+            lines += _markdown_table(bench_redis.ROUND_TRIP_HEADER, table)
+        else:
+            lines += _markdown_table(HEADER, rows(result))
         notes = [f"- {r.case.name}: {r.case.note}" for r in result.results if r.case.note]
         if notes:
             lines += ["", *notes]
+    if isinstance(redis, str):
+        lines += ["", f"The Redis scenarios (9 to 12) did not run: {redis}."]
     lines += ["", END]
     return "\n".join(lines)
 
@@ -349,27 +377,59 @@ def rewrite_section(path: Path, section: str) -> None:
     path.write_text(new, encoding="utf-8")
 
 
-def _to_json(results: list[ScenarioResult], settings: Settings, command: str, when: str) -> str:
+def _to_json(
+    results: list[ScenarioResult],
+    settings: Settings,
+    command: str,
+    when: str,
+    redis: bench_redis.RedisReport | None,
+) -> str:
+    def row(key: str, result: CaseResult) -> dict[str, Any]:
+        entry: dict[str, Any] = {
+            "name": result.case.name,
+            "role": result.case.role,
+            **asdict(result.stats),
+        }
+        trips = None if redis is None else redis.get(key, result.case.name)
+        if trips is not None:
+            entry["redis"] = asdict(trips)
+        return entry
+
     payload = {
         "when": when,
         "command": command,
         "settings": asdict(settings),
         "machine": machine_info(),
-        "packages": package_versions(),
+        "packages": package_versions(REPORTED_PACKAGES),
+        "redis_server": None if redis is None else redis.server_version,
         "scale_factor": scale_factor(results),
         "scenarios": [
             {
                 "key": r.scenario.key,
                 "title": r.scenario.title,
                 "async": r.scenario.is_async,
-                "results": [
-                    {"name": c.case.name, "role": c.case.role, **asdict(c.stats)} for c in r.results
-                ],
+                "results": [row(r.scenario.key, c) for c in r.results],
             }
             for r in results
         ],
     }
     return json.dumps(payload, indent=2)
+
+
+def _open_redis(
+    stack: contextlib.ExitStack, keys: list[str] | None, *, quick: bool
+) -> bench_redis.RedisBench | str | None:
+    """Start redis-server for the Redis scenarios if they are to run.
+
+    Returns the bench, ``None`` when no Redis scenario is selected, or why they cannot run.
+    """
+    if not bench_redis.wants_redis(keys):
+        return None
+    calls = bench_redis.QUICK_ROUND_TRIP_CALLS if quick else bench_redis.ROUND_TRIP_CALLS
+    try:
+        return stack.enter_context(bench_redis.open_bench(calls=calls))
+    except bench_redis.RedisServerMissingError as error:
+        return str(error)
 
 
 def main() -> None:
@@ -385,14 +445,38 @@ def main() -> None:
     if args.list:
         for scenario in scenarios:
             print(f"{scenario.key:20} {scenario.title}")
+        for key, title in bench_redis.LISTING:
+            print(f"{key:20} {title} (starts redis-server)")
         return
     settings = settings_from(args)
     command = "uv run --group bench python " + shlex.join(sys.argv)
     when = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    started = perf_counter_ns()
-    results = run_scenarios(select(scenarios, args.scenario), settings, progress_to_stderr)
-    print(f"measured in {(perf_counter_ns() - started) / 1e9:.0f} s", file=sys.stderr)
-    print(format_text(results))
+    keys: list[str] | None = args.scenario
+    redis: bench_redis.RedisReport | str | None = None
+    with contextlib.ExitStack() as stack:
+        bench = _open_redis(stack, keys, quick=args.quick)
+        if isinstance(bench, bench_redis.RedisBench):
+            scenarios += bench.scenarios()
+        elif isinstance(bench, str):
+            redis = bench
+            print(f"note: skipping the Redis scenarios (9 to 12): {bench}", file=sys.stderr)
+            if keys:
+                keys = [key for key in keys if key not in bench_redis.KEYS]
+                if not keys:
+                    return
+        started = perf_counter_ns()
+        chosen = select(scenarios, keys)
+        parts = run_scenarios(bench_redis.split(chosen), settings, progress_to_stderr)
+        results = bench_redis.merge(chosen, parts)
+        if isinstance(bench, bench_redis.RedisBench):
+            redis = bench.report(results)
+        print(f"measured in {(perf_counter_ns() - started) / 1e9:.0f} s", file=sys.stderr)
+    redis_results = [r for r in results if r.scenario.key in bench_redis.KEYS]
+    if isinstance(redis, bench_redis.RedisReport) and redis_results:
+        print(format_text([r for r in results if r.scenario.key not in bench_redis.KEYS]))
+        print(bench_redis.format_text(redis_results, redis))
+    else:
+        print(format_text(results))
     target_table = [TARGET_HEADER, *target_rows(results)]
     if len(target_table) > 1:
         print("\n== Targets (budgets scaled by the wrapt reference row)")
@@ -403,11 +487,13 @@ def main() -> None:
         print("\n== Telemetry targets (judged against a row of the same scenario)")
         for line in telemetry_table:
             print("   " + " | ".join(cell.replace("**", "") for cell in line))
+    report = redis if isinstance(redis, bench_redis.RedisReport) else None
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(_to_json(results, settings, command, when) + "\n", encoding="utf-8")
+        payload = _to_json(results, settings, command, when, report)
+        args.json.write_text(payload + "\n", encoding="utf-8")
     if args.write is not None:
-        rewrite_section(args.write, render_markdown(results, settings, command, when))
+        rewrite_section(args.write, render_markdown(results, settings, command, when, redis))
         print(f"\nwrote the results section of {args.write}")
 
 
