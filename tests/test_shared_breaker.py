@@ -1478,3 +1478,20 @@ def test_repr_and_store_status(flaky: FlakyStore) -> None:
     assert a.acquire() < SHARED_TICKET_BASE  # a local ticket: the local state is CLOSED
     assert repr(a) == "SharedCircuitBreaker(name='svc', state=open, degraded)"
     assert a.store_status().view == view  # the last view the store sent is kept
+
+
+def test_a_disabled_shared_breaker_counts_nothing_even_on_the_hot_path() -> None:
+    clock = FakeClock()
+    store = InMemoryStateStore(clock=clock)
+    breaker = CircuitBreaker(
+        "hot", CircuitBreakerConfig(), store=store, clock=clock, telemetry=False
+    )
+    assert breaker.call(lambda: "ok") == "ok"  # a fresh CLOSED view: the hot path is on
+    breaker.disable()
+    for _ in range(3):
+        assert breaker.call(lambda: "ok") == "ok"
+    assert breaker.metrics.successes == 1
+    breaker.reset()
+    for _ in range(3):
+        assert breaker.call(lambda: "ok") == "ok"
+    assert breaker.metrics.successes == 4

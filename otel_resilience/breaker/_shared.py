@@ -128,6 +128,9 @@ class SharedCircuitBreaker(CircuitBreaker):
     __slots__ = (
         "_aio",
         "_degraded",
+        "_excuse_ticket",
+        "_fast_ticket",
+        "_fast_until",
         "_max_staleness",
         "_outbox",
         "_params",
@@ -196,6 +199,12 @@ class SharedCircuitBreaker(CircuitBreaker):
         self._store_fallbacks = 0
         self._shared_open_delay = 0.0
         self._outbox: deque[_Outcome | _Command] = deque()
+        # The hot path, precomputed from the cached view by ``_apply`` (0: not usable):
+        # the ticket a CLOSED view admits with, until ``_fast_until`` on this clock, and
+        # the ticket whose plain success needs no report (no streak, window or timing).
+        self._fast_ticket = 0
+        self._fast_until = 0.0
+        self._excuse_ticket = 0
         # Every success may need reporting: never take the base class's local shortcut.
         self._plain_success = False
 
@@ -277,6 +286,9 @@ class SharedCircuitBreaker(CircuitBreaker):
                 "call it from async code (acall, an async pipeline, a coroutine function)"
             )
         now = self._monotonic()
+        fast = self._fast_ticket
+        if fast and now < self._fast_until:
+            return fast  # a fresh CLOSED view: no round trip
         ticket = self._from_view(now)
         if ticket is not None:
             return ticket
@@ -294,6 +306,9 @@ class SharedCircuitBreaker(CircuitBreaker):
         if not self._aio:
             return self.acquire()
         now = self._monotonic()
+        fast = self._fast_ticket
+        if fast and now < self._fast_until:
+            return fast  # a fresh CLOSED view: no round trip
         ticket = self._from_view(now)
         if ticket is not None:
             return ticket
@@ -353,6 +368,25 @@ class SharedCircuitBreaker(CircuitBreaker):
             self._send(-ticket - SHARED_TICKET_BASE, Outcome.RELEASE, None, trial=True)
         elif ticket < SHARED_TICKET_BASE:
             super().release(ticket)
+
+    def on_result(self, ticket: int, result: object, duration: float | None = None) -> bool:
+        """Report a returned call (see :meth:`CircuitBreaker.on_result`).
+
+        A CLOSED success the store has no use for (per a fresh view: no failure streak to
+        end, no window to feed) is only counted here.
+        """
+        if (
+            ticket == self._excuse_ticket
+            and ticket  # 0: no excuse (and DISABLED_TICKET, which records nothing)
+            and self._record_result is None
+            and self._monotonic() < self._fast_until
+        ):
+            lock = self._lock
+            lock.acquire()
+            self._successes += 1
+            lock.release()
+            return False
+        return super().on_result(ticket, result, duration)
 
     def _success(self, ticket: int, duration: float | None) -> bool:
         if -SHARED_TICKET_BASE < ticket < SHARED_TICKET_BASE:
@@ -475,6 +509,10 @@ class SharedCircuitBreaker(CircuitBreaker):
 
     # -- asyncio stores -------------------------------------------------------------------
 
+    def has_outbox(self) -> bool:
+        """Whether outcomes or commands wait for :meth:`aflush` (asyncio stores only)."""
+        return bool(self._outbox)
+
     async def aflush(self) -> None:
         """Send the outcomes and commands queued for an asyncio store, in order.
 
@@ -595,6 +633,7 @@ class SharedCircuitBreaker(CircuitBreaker):
             if self._degraded:
                 recovered = True
                 self._degraded = False
+            self._refresh_fast_locked()
             if self._notify:
                 for change in transitions:
                     self._pending.append(
@@ -616,8 +655,21 @@ class SharedCircuitBreaker(CircuitBreaker):
         if self._pending:
             self._drain()
 
+    def _refresh_fast_locked(self) -> None:
+        """Recompute the hot-path tickets from the cached view (``self._lock`` held)."""
+        view = self._view
+        if view is None or self._degraded or view.state is not _CLOSED:
+            self._fast_ticket = self._excuse_ticket = 0
+            return
+        ticket = SHARED_TICKET_BASE + view.generation
+        self._fast_ticket = ticket
+        self._fast_until = self._view_at + self._max_staleness
+        plain = not self._params.has_window and not self.needs_duration
+        self._excuse_ticket = ticket if plain and view.consecutive_failures == 0 else 0
+
     def _degrade(self, error: Exception, operation: str) -> None:
         with self._lock:
+            self._fast_ticket = self._excuse_ticket = 0
             self._store_fallbacks += 1
             entering = not self._degraded
             self._degraded = True

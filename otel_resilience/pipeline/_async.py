@@ -305,7 +305,7 @@ async def _run(
                     run.interrupted(ticket, exc)
                     raise
                 settled = run.settle(ticket, error, result, called=called)
-                if shared is not None:
+                if shared is not None and shared.has_outbox():
                     await shared.aflush()  # the outcome (and any trip) to the store
                 if settled:
                     return cast("R", result)
@@ -326,7 +326,7 @@ async def _run(
         if total is not None:
             total.stop()
         run.close()
-    if shared is not None:
+    if shared is not None and shared.has_outbox():
         await shared.aflush()  # what a timeout or an orchestrator queued
     return cast("R", await _end(pipeline, run))
 
