@@ -815,3 +815,28 @@ def test_rejection_events_beyond_the_queue_bound_are_dropped_and_counted() -> No
         (CLOSED, FORCED_OPEN, "manual"),
         (FORCED_OPEN, CLOSED, "manual"),
     ]
+
+
+def test_try_acquire_returns_the_refusal_that_acquire_raises() -> None:
+    breaker, clock = make(failure_threshold=1, timeout_seconds=10.0)
+    ticket = breaker.try_acquire()
+    assert isinstance(ticket, int)
+    breaker.record_failure(ticket)
+    clock.advance(4.0)
+    refusal = breaker.try_acquire()
+    assert isinstance(refusal, CircuitOpenError)
+    assert refusal.breaker_name == breaker.name
+    assert refusal.retry_after == pytest.approx(6.0)
+    assert refusal.__traceback__ is None  # returned, never raised
+    with pytest.raises(CircuitOpenError) as raised:
+        breaker.acquire()
+    assert raised.value.retry_after == pytest.approx(6.0)
+    # Both refusals were counted.
+    assert breaker.metrics.rejections == 2
+    breaker.force_open()
+    forced = breaker.try_acquire()
+    assert isinstance(forced, CircuitOpenError)
+    assert forced.retry_after is None
+    clock.advance(10.0)
+    breaker.reset()
+    assert isinstance(breaker.try_acquire(), int)

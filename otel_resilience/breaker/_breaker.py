@@ -449,6 +449,19 @@ class CircuitBreaker(Standalone):
                 left until HALF_OPEN when OPEN, ``0.0`` when HALF_OPEN with every trial
                 slot taken (a slot may free up at any moment), ``None`` when FORCED_OPEN.
         """
+        # This class's own decision (a subclass's try_acquire may call acquire).
+        ticket = CircuitBreaker.try_acquire(self)
+        if isinstance(ticket, CircuitOpenError):
+            raise ticket
+        return ticket
+
+    def try_acquire(self) -> int | CircuitOpenError:
+        """:meth:`acquire` that returns the refusal instead of raising it.
+
+        The drivers use it: the error is then raised (or acted on) in their own frame, one
+        frame fewer for a rejection to unwind. The refusal has been counted and reported
+        like one from :meth:`acquire`.
+        """
         # Unlocked peek: a stale read only sends us to the slow path, which re-checks.
         state = self._state  # a local, so the re-checks under the lock stay meaningful
         if state is _CLOSED:
@@ -467,11 +480,11 @@ class CircuitBreaker(Standalone):
             if self._state is _FORCED_OPEN:
                 self._rejections += 1
                 lock.release()
-                raise CircuitOpenError(self._name, None)
+                return CircuitOpenError(self._name, None)
             lock.release()
         elif state is _OPEN and not self._reject_events:
-            # Rejection while OPEN, inline for the same reason (and one frame fewer for
-            # the exception to unwind). With a listener, the slow path queues the event.
+            # Rejection while OPEN, inline for the same reason. With a listener, the slow
+            # path queues the event.
             now = self._monotonic()
             lock = self._lock
             lock.acquire()
@@ -479,11 +492,11 @@ class CircuitBreaker(Standalone):
                 self._rejections += 1
                 retry_after = self._open_until - now
                 lock.release()
-                raise CircuitOpenError(self._name, retry_after)
+                return CircuitOpenError(self._name, retry_after)
             lock.release()
         return self._acquire_slow()
 
-    def _acquire_slow(self) -> int:
+    def _acquire_slow(self) -> int | CircuitOpenError:
         now = self._clock.monotonic()
         retry_after: float | None = None
         with self._lock:
@@ -505,7 +518,7 @@ class CircuitBreaker(Standalone):
         if self._pending:
             self._drain()
         if ticket is None:
-            raise CircuitOpenError(self._name, retry_after)
+            return CircuitOpenError(self._name, retry_after)
         return ticket
 
     def _reject_locked(self, state: CircuitState, retry_after: float | None) -> None:

@@ -299,6 +299,13 @@ class SharedCircuitBreaker(CircuitBreaker):
             return CircuitBreaker.acquire(self)
         return self._admit(admission, now)
 
+    def try_acquire(self) -> int | CircuitOpenError:
+        """:meth:`acquire` returning the refusal instead of raising it."""
+        try:
+            return self.acquire()
+        except CircuitOpenError as refusal:
+            return refusal
+
     async def aacquire(self) -> int:
         """:meth:`acquire` for async code: sends queued operations first, awaits the store."""
         if self._outbox:

@@ -177,13 +177,11 @@ async def run_async(
             return await fn(*args, **kwargs)
         except Exception as exc:  # noqa: BLE001 - classified by the general loop
             return await _retry_after_first(pipeline, fn, args, kwargs, exc, _FAILURE)
-    if pipeline.passthrough:
-        ticket = breaker.acquire()  # a rejection goes straight to the caller
-    else:
-        try:
-            ticket = breaker.acquire()
-        except CircuitOpenError as exc:
-            return await _retry_after_first(pipeline, fn, args, kwargs, exc, _REJECTED)
+    ticket = breaker.try_acquire()
+    if isinstance(ticket, CircuitOpenError):
+        if pipeline.passthrough:
+            raise ticket  # a rejection goes straight to the caller, from this frame
+        return await _retry_after_first(pipeline, fn, args, kwargs, ticket, _REJECTED)
     try:
         result = await fn(*args, **kwargs)
     except Exception as exc:  # noqa: BLE001 - classified by the breaker and the loop
@@ -232,10 +230,9 @@ async def _retry_after_first(
             except Exception as exc:  # noqa: BLE001 - classified by the retry
                 failure, outcome = exc, _FAILURE
                 continue
-        try:
-            ticket = breaker.acquire()
-        except CircuitOpenError as exc:
-            failure, outcome = exc, _REJECTED
+        ticket = breaker.try_acquire()
+        if isinstance(ticket, CircuitOpenError):
+            failure, outcome = ticket, _REJECTED
             continue
         try:
             result = await fn(*args, **kwargs)

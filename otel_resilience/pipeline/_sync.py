@@ -127,13 +127,11 @@ def run_sync(pipeline: Pipeline, fn: Callable[..., R], /, *args: Any, **kwargs: 
             return fn(*args, **kwargs)
         except Exception as exc:  # noqa: BLE001 - classified by the general loop
             return _retry_after_first(pipeline, fn, args, kwargs, exc, _FAILURE)
-    if pipeline.passthrough:
-        ticket = breaker.acquire()  # a rejection goes straight to the caller
-    else:
-        try:
-            ticket = breaker.acquire()
-        except CircuitOpenError as exc:
-            return _retry_after_first(pipeline, fn, args, kwargs, exc, _REJECTED)
+    ticket = breaker.try_acquire()
+    if isinstance(ticket, CircuitOpenError):
+        if pipeline.passthrough:
+            raise ticket  # a rejection goes straight to the caller, from this frame
+        return _retry_after_first(pipeline, fn, args, kwargs, ticket, _REJECTED)
     try:
         result = fn(*args, **kwargs)
     except Exception as exc:  # noqa: BLE001 - classified by the breaker and the loop
@@ -182,10 +180,9 @@ def _retry_after_first(
             except Exception as exc:  # noqa: BLE001 - classified by the retry
                 failure, outcome = exc, _FAILURE
                 continue
-        try:
-            ticket = breaker.acquire()
-        except CircuitOpenError as exc:
-            failure, outcome = exc, _REJECTED
+        ticket = breaker.try_acquire()
+        if isinstance(ticket, CircuitOpenError):
+            failure, outcome = ticket, _REJECTED
             continue
         try:
             result = fn(*args, **kwargs)
