@@ -280,6 +280,13 @@ class SharedCircuitBreaker(CircuitBreaker):
             CircuitOpenError: the shared (or, degraded, the local) breaker refuses.
             TypeError: the store is an asyncio store: use :meth:`aacquire`.
         """
+        ticket = self.try_acquire()
+        if isinstance(ticket, CircuitOpenError):
+            raise ticket
+        return ticket
+
+    def try_acquire(self) -> int | CircuitOpenError:
+        """:meth:`acquire` returning the refusal instead of raising it."""
         if self._aio:
             raise TypeError(
                 f"circuit breaker {self._name!r} keeps its state in an asyncio store; "
@@ -296,15 +303,8 @@ class SharedCircuitBreaker(CircuitBreaker):
             admission = self._store.acquire(self._name, self._params)
         except Exception as error:  # noqa: BLE001 - a failing store means local state
             self._degrade(error, "acquire")
-            return CircuitBreaker.acquire(self)
+            return CircuitBreaker.try_acquire(self)
         return self._admit(admission, now)
-
-    def try_acquire(self) -> int | CircuitOpenError:
-        """:meth:`acquire` returning the refusal instead of raising it."""
-        try:
-            return self.acquire()
-        except CircuitOpenError as refusal:
-            return refusal
 
     async def aacquire(self) -> int:
         """:meth:`acquire` for async code: sends queued operations first, awaits the store."""
@@ -317,19 +317,21 @@ class SharedCircuitBreaker(CircuitBreaker):
         if fast and now < self._fast_until:
             return fast  # a fresh CLOSED view: no round trip
         ticket = self._from_view(now)
-        if ticket is not None:
-            return ticket
-        try:
-            admission = await self._store.acquire(self._name, self._params)
-        except Exception as error:  # noqa: BLE001 - a failing store means local state
-            self._degrade(error, "acquire")
-            return CircuitBreaker.acquire(self)
-        return self._admit(admission, now)
+        if ticket is None:
+            try:
+                admission = await self._store.acquire(self._name, self._params)
+            except Exception as error:  # noqa: BLE001 - a failing store means local state
+                self._degrade(error, "acquire")
+                return CircuitBreaker.acquire(self)
+            ticket = self._admit(admission, now)
+        if isinstance(ticket, CircuitOpenError):
+            raise ticket
+        return ticket
 
     def _fresh(self, now: float) -> bool:
         return self._view is not None and now - self._view_at < self._max_staleness
 
-    def _from_view(self, now: float) -> int | None:
+    def _from_view(self, now: float) -> int | CircuitOpenError | None:
         """Decide from a fresh cached view; ``None`` when the store must decide."""
         view = self._view
         # Degraded, the local state decides: a cached view must not admit past it.
@@ -341,14 +343,14 @@ class SharedCircuitBreaker(CircuitBreaker):
         if state is _OPEN:
             remaining = self._view_at + view.open_remaining - now
             if remaining > 0.0:
-                raise self._rejection(_OPEN, remaining)
+                return self._rejection(_OPEN, remaining)
         elif state is _FORCED_OPEN:
-            raise self._rejection(_FORCED_OPEN, None)
+            return self._rejection(_FORCED_OPEN, None)
         elif state is _DISABLED:
             return DISABLED_TICKET
         return None  # HALF_OPEN (or OPEN that has run out): the store leases trials
 
-    def _admit(self, admission: Admission, now: float) -> int:
+    def _admit(self, admission: Admission, now: float) -> int | CircuitOpenError:
         self._apply(admission.view, admission.transitions, now)
         kind = admission.kind
         if kind is AdmissionKind.ADMITTED:
@@ -357,7 +359,7 @@ class SharedCircuitBreaker(CircuitBreaker):
             return -(SHARED_TICKET_BASE + admission.token)
         if kind is AdmissionKind.DISABLED:
             return DISABLED_TICKET
-        raise self._rejection(admission.view.state, admission.retry_after)
+        return self._rejection(admission.view.state, admission.retry_after)
 
     def _rejection(self, state: CircuitState, retry_after: float | None) -> CircuitOpenError:
         """Count a rejection, deliver its event, and return the error to raise."""
