@@ -36,7 +36,13 @@ from otel_resilience.backoff import (
     FullJitter,
     Linear,
 )
-from otel_resilience.retry import DEFAULT_MAX_ATTEMPTS, DEFAULT_MAX_RETRY_AFTER, read_retry_after
+from otel_resilience.retry import (
+    DEFAULT_MAX_ATTEMPTS,
+    DEFAULT_MAX_RETRY_AFTER,
+    RetryBudget,
+    RetryState,
+    read_retry_after,
+)
 from otel_resilience.testing import FakeClock, is_testing, set_testing
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "retry.md"
@@ -852,3 +858,59 @@ def test_doc_lists_every_config_field_with_its_default() -> None:
         assert f"`{config_field.name}`" in text, config_field.name
     for default in ("`3`", "`60.0`", "`(Exception,)`", "`False`", "`None`"):
         assert default in text, default
+
+
+class _Delayed(ConnectionError):
+    def __init__(self, retry_after: float | None) -> None:
+        super().__init__("delayed")
+        self.retry_after = retry_after
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    attempt=st.integers(min_value=1, max_value=8),
+    previous=st.floats(min_value=0.0, max_value=5.0),
+    max_attempts=st.integers(min_value=1, max_value=6),
+    error=st.sampled_from(
+        [
+            ConnectionError("down"),
+            KeyError("not retried"),
+            _Delayed(2.0),
+            _Delayed(None),
+            CircuitOpenError("b", 1.0),
+        ]
+    ),
+    budget=st.booleans(),
+    testing=st.booleans(),
+    seed=st.integers(min_value=0, max_value=2**16),
+)
+def test_fast_delay_agrees_with_decide_whenever_it_answers(
+    attempt: int,
+    previous: float,
+    max_attempts: int,
+    error: Exception,
+    budget: bool,
+    testing: bool,
+    seed: int,
+) -> None:
+    config = RetryConfig(
+        max_attempts=max_attempts,
+        retry_on=(ConnectionError, CircuitOpenError),
+        backoff=FullJitter(initial=0.1, max_delay=2.0),
+        budget=RetryBudget() if budget else None,
+    )
+    fast_rng, decide_rng = random.Random(seed), random.Random(seed)
+    with set_testing(testing):
+        fast = Retry(config, rng=fast_rng).fast_delay(attempt, previous, error)
+        state = RetryState(None)
+        state.attempt, state.previous_delay = attempt, previous
+        decided = Retry(config, rng=decide_rng).decide(state, error, None, 0.0)
+    # The plain case: a retryable class, no server delay, not a rejection, attempts left,
+    # no budget, not in test mode. Everything else is decide()'s alone.
+    plain_error = isinstance(error, ConnectionError) and getattr(error, "retry_after", None) is None
+    plain = plain_error and not budget and not testing and attempt < max_attempts
+    assert (fast is not None) == plain
+    if fast is not None:
+        assert decided == fast
+        assert state.attempt == attempt + 1
+        assert state.previous_delay == fast

@@ -165,13 +165,21 @@ def _retry_after_first(
         return _run(pipeline, fn, args, kwargs, run, failed=True)
     breaker = pipeline.circuit_breaker
     clock = pipeline.clock
-    state = RetryState(None)
+    # The attempt count and last delay in locals: a RetryState only when decide() is asked.
+    attempt, previous = 1, 0.0
     failure: Exception = error
     while True:
-        decision = retry.decide(state, failure, None, 0.0)
-        if isinstance(decision, str):
-            run = CallRun.gave_up(pipeline, failure, outcome, state, decision)
-            return cast("R", _end(pipeline, run))
+        decision = retry.fast_delay(attempt, previous, failure)
+        if decision is None:
+            state = RetryState(None)
+            state.attempt, state.previous_delay = attempt, previous
+            verdict = retry.decide(state, failure, None, 0.0)
+            if isinstance(verdict, str):
+                run = CallRun.gave_up(pipeline, failure, outcome, state, verdict)
+                return cast("R", _end(pipeline, run))
+            decision = verdict
+        attempt += 1
+        previous = decision
         if decision > 0:
             clock.sleep(decision)
         if breaker is None:

@@ -181,6 +181,7 @@ class Retry(Standalone):
     __slots__ = (
         "_classify",
         "_pipeline",
+        "_plain",
         "_record",
         "_retry_types",
         "clock",
@@ -219,6 +220,13 @@ class Retry(Standalone):
         backoff = config.backoff
         self._record = backoff.record if isinstance(backoff, RecordingBackoff) else None
         self._pipeline: Pipeline | None = None
+        # The plain case, decided by fast_delay: exception classes, the default reader of
+        # server-directed delays, no shared budget.
+        self._plain = (
+            self._retry_types is not None
+            and config.retry_after is read_retry_after
+            and config.budget is None
+        )
 
     def _build_pipeline(self) -> Pipeline:
         from otel_resilience.pipeline import Pipeline  # noqa: PLC0415 - import cycle
@@ -260,6 +268,26 @@ class Retry(Standalone):
         predicate = self.config.retry_on_result
         return predicate is not None and bool(predicate(result))
 
+    def fast_delay(self, attempt: int, previous_delay: float, error: BaseException) -> float | None:
+        """The delay before the next attempt when the plain rules settle it, else ``None``.
+
+        The plain rules: a retry configured with exception classes, the default
+        ``retry_after`` reader and no budget, an error of those classes carrying no
+        server-directed delay, and attempts left. Anything else (giving up included) is
+        ``None``: ask :meth:`decide`, which has the whole decision. It changes no state and
+        ignores deadlines (the drivers' fast path has none).
+        """
+        if (
+            not self._plain
+            or TEST_MODE.enabled
+            or attempt >= self.config.max_attempts
+            or not isinstance(error, self._retry_types)  # type: ignore[arg-type]
+            or isinstance(error, _REJECTIONS)
+            or getattr(error, "retry_after", None) is not None
+        ):
+            return None
+        return self.config.backoff.delay(attempt, self.rng, previous_delay)
+
     def decide(
         self,
         state: RetryState,
@@ -275,6 +303,12 @@ class Retry(Standalone):
         ``"max_attempts"``, ``"deadline"`` or ``"budget"``. ``now`` is read only against
         a deadline.
         """
+        if error is not None and state.deadline is None:
+            delay = self.fast_delay(state.attempt, state.previous_delay, error)
+            if delay is not None:
+                state.previous_delay = delay
+                state.attempt += 1
+                return delay
         config = self.config
         if error is not None:
             if not self.is_retryable_error(error):
