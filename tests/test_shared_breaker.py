@@ -1495,3 +1495,28 @@ def test_a_disabled_shared_breaker_counts_nothing_even_on_the_hot_path() -> None
     for _ in range(3):
         assert breaker.call(lambda: "ok") == "ok"
     assert breaker.metrics.successes == 4
+
+
+def test_a_reset_after_an_outage_is_one_event_and_clears_the_local_state(
+    flaky: FlakyStore,
+) -> None:
+    rec = Recorder()
+    breaker = shared(flaky, FakeClock(), staleness=0, listener=rec, failure_threshold=1)
+    assert breaker.call(lambda: "up") == "up"
+    flaky.down = True
+    with pytest.raises(ConnectionError):
+        breaker.call(_down)  # counted locally: the local breaker opens
+    assert changes(rec.changes()) == [(CLOSED, OPEN, "failure_threshold")]
+    flaky.down = False
+    breaker.trip()  # the shared state opens too (one event, from the store)
+    breaker.reset()
+    assert changes(rec.changes())[1:] == [
+        (CLOSED, OPEN, "manual"),
+        (OPEN, CLOSED, "manual"),  # one CLOSED, the shared one; the local reset is quiet
+    ]
+    flaky.down = True  # the local state, used again, was reset too
+    assert breaker.call(lambda: "local") == "local"
+
+
+def _down() -> str:
+    raise ConnectionError("dependency down")

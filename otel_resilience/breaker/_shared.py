@@ -571,9 +571,18 @@ class SharedCircuitBreaker(CircuitBreaker):
         self._command(Command.DISABLE, "manual")
 
     def reset(self) -> None:
-        """Return the shared state (and this process's local state) to CLOSED."""
-        CircuitBreaker.reset(self)
-        self._command(Command.RESET, "manual")
+        """Return the shared state (and this process's local state) to CLOSED.
+
+        The shared reset is the one event; the local state, unseen while the store
+        answers, is reset quietly (with an event only when the store is down).
+        """
+        if self._command(Command.RESET, "manual") is not False:
+            with self._lock:
+                self._clear_counts_locked()
+                self._state = _CLOSED
+                self._generation += 1  # local tickets from before count for nothing
+                self._trials.clear()
+                self._trial_successes = 0
 
     def trip(self, reason: str = "manual") -> bool:
         """Open the shared breaker now (see :meth:`CircuitBreaker.trip`).
@@ -612,13 +621,15 @@ class SharedCircuitBreaker(CircuitBreaker):
 
     def _command_locally(self, command: Command, reason: str) -> bool:
         """Apply a command to the local state; for a trip, whether it opened the breaker."""
+        if command is Command.TRIP:
+            return CircuitBreaker.trip(self, reason)
+        if command is Command.RESET:
+            CircuitBreaker.reset(self)
+            return False  # told apart from a store's answer: the local reset is done
         if command is Command.FORCE_OPEN:
             CircuitBreaker.force_open(self)
-        elif command is Command.DISABLE:
+        else:
             CircuitBreaker.disable(self)
-        elif command is Command.TRIP:
-            return CircuitBreaker.trip(self, reason)
-        # RESET: the local state was reset before the store was asked.
         return True
 
     # -- the cached view ------------------------------------------------------------------
