@@ -23,10 +23,12 @@ process's calls. The first store answer after that switches back.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import inspect
 import logging
 import math
 from collections import deque
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 from otel_resilience import _events
@@ -134,6 +136,7 @@ class SharedCircuitBreaker(CircuitBreaker):
         "_max_staleness",
         "_outbox",
         "_params",
+        "_plain_result",
         "_shared_open_delay",
         "_store",
         "_store_fallbacks",
@@ -207,6 +210,8 @@ class SharedCircuitBreaker(CircuitBreaker):
         self._excuse_ticket = 0
         # Every success may need reporting: never take the base class's local shortcut.
         self._plain_success = False
+        # Whether on_result can count a success without classifying or timing it.
+        self._plain_result = self._record_result is None and not self.needs_duration
 
     # -- inspection -----------------------------------------------------------------------
 
@@ -387,7 +392,7 @@ class SharedCircuitBreaker(CircuitBreaker):
         if (
             ticket == self._excuse_ticket
             and ticket  # 0: no excuse (and DISABLED_TICKET, which records nothing)
-            and self._record_result is None
+            and self._plain_result
             and self._monotonic() < self._fast_until
         ):
             lock = self._lock
@@ -430,15 +435,11 @@ class SharedCircuitBreaker(CircuitBreaker):
 
     def _excused(self, token: int) -> bool:
         """Whether a CLOSED success would change nothing in the store, per a fresh view."""
-        view = self._view
+        excused = self._excuse_ticket  # 0 while degraded: the local state must see it
         return (
-            view is not None
-            and not self._degraded  # then the local state must see the success
-            and view.generation == token
-            and view.consecutive_failures == 0
-            and view.state is _CLOSED
-            and not self._params.has_window
-            and self._monotonic() - self._view_at < self._max_staleness
+            bool(excused)
+            and token == excused - SHARED_TICKET_BASE
+            and self._monotonic() < self._fast_until
         )
 
     def _send(
@@ -450,18 +451,44 @@ class SharedCircuitBreaker(CircuitBreaker):
             return outcome in _FAILED or (trial and outcome is Outcome.SLOW_SUCCESS)
         now = self._monotonic()
         try:
-            report = self._store.report(
-                self._name,
-                self._params,
-                token,
-                outcome,
-                self._open_seconds(outcome),
-                trial=trial,
-            )
+            report = self._report_request(token, outcome, trial=trial)()
         except Exception as error:  # noqa: BLE001 - a failing store means local state
-            self._degrade(error, "report")
-            return self._settle_locally(outcome, duration, trial=trial)
+            return self._report_failed(error, outcome, duration, trial=trial)
         return self._reported(report, now, outcome, trial=trial)
+
+    # One request builder and one failure path per operation, for both kinds of store:
+    # a blocking store's request is called, an asyncio store's is awaited.
+
+    def _report_request(self, token: int, outcome: Outcome, *, trial: bool) -> Callable[[], Any]:
+        return functools.partial(
+            self._store.report,
+            self._name,
+            self._params,
+            token,
+            outcome,
+            self._open_seconds(outcome),
+            trial=trial,
+        )
+
+    def _report_failed(
+        self, error: Exception, outcome: Outcome, duration: float | None, *, trial: bool
+    ) -> bool:
+        self._degrade(error, "report")
+        return self._settle_locally(outcome, duration, trial=trial)
+
+    def _command_request(self, command: Command, reason: str) -> Callable[[], Any]:
+        return functools.partial(
+            self._store.command,
+            self._name,
+            self._params,
+            command,
+            reason,
+            self._command_seconds(command),
+        )
+
+    def _command_failed(self, error: Exception, command: Command, reason: str) -> bool:
+        self._degrade(error, "command")
+        return self._command_locally(command, reason)
 
     def _reported(self, report: Report, now: float, outcome: Outcome, *, trial: bool) -> bool:
         self._apply(report.view, report.transitions, now)
@@ -535,28 +562,17 @@ class SharedCircuitBreaker(CircuitBreaker):
             if len(item) == 2:  # a command
                 command, reason = item
                 try:
-                    report = await self._store.command(
-                        self._name, self._params, command, reason, self._command_seconds(command)
-                    )
+                    report = await self._command_request(command, reason)()
                 except Exception as error:  # noqa: BLE001 - a failing store means local state
-                    self._degrade(error, "command")
-                    self._command_locally(command, reason)
+                    self._command_failed(error, command, reason)
                 else:
                     self._apply(report.view, report.transitions, now)
                 continue
             token, trial, outcome, duration = item
             try:
-                report = await self._store.report(
-                    self._name,
-                    self._params,
-                    token,
-                    outcome,
-                    self._open_seconds(outcome),
-                    trial=trial,
-                )
+                report = await self._report_request(token, outcome, trial=trial)()
             except Exception as error:  # noqa: BLE001 - a failing store means local state
-                self._degrade(error, "report")
-                self._settle_locally(outcome, duration, trial=trial)
+                self._report_failed(error, outcome, duration, trial=trial)
             else:
                 self._reported(report, now, outcome, trial=trial)
 
@@ -607,12 +623,9 @@ class SharedCircuitBreaker(CircuitBreaker):
             return True
         now = self._monotonic()
         try:
-            report: Report = self._store.command(
-                self._name, self._params, command, reason, self._command_seconds(command)
-            )
+            report: Report = self._command_request(command, reason)()
         except Exception as error:  # noqa: BLE001 - a failing store means local state
-            self._degrade(error, "command")
-            return self._command_locally(command, reason)
+            return self._command_failed(error, command, reason)
         self._apply(report.view, report.transitions, now)
         return report
 
@@ -684,8 +697,8 @@ class SharedCircuitBreaker(CircuitBreaker):
         ticket = SHARED_TICKET_BASE + view.generation
         self._fast_ticket = ticket
         self._fast_until = self._view_at + self._max_staleness
-        plain = not self._params.has_window and not self.needs_duration
-        self._excuse_ticket = ticket if plain and view.consecutive_failures == 0 else 0
+        quiet = not self._params.has_window and view.consecutive_failures == 0
+        self._excuse_ticket = ticket if quiet else 0
 
     def _degrade(self, error: Exception, operation: str) -> None:
         with self._lock:

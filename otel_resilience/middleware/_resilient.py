@@ -138,8 +138,17 @@ _RUNNERS: Mapping[str, Callable[..., Any]] = {
 }
 
 
+def _refused(pipeline: Pipeline, fn: Any, /, *args: Any, **kwargs: Any) -> Any:
+    """The runner of sync code whose pipeline can only be awaited: a TypeError per call."""
+    del fn, args, kwargs
+    pipeline.check_sync_use()
+
+
 def _make(pipeline: Pipeline, fn: Any) -> ResilientFunction:
-    run = _RUNNERS[_kind(fn)]
+    kind = _kind(fn)
+    run = _RUNNERS[kind]
+    if kind in ("sync", "generator") and pipeline.awaits_breaker:
+        run = _refused  # known at decoration time: the sync driver never pays for it
 
     def wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
         return run(pipeline, wrapped, *args, **kwargs)

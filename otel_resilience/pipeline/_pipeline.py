@@ -243,7 +243,20 @@ class Pipeline:
 
         if is_async_callable(fn):
             raise TypeError(f"pipeline {self.name!r}: call() got a coroutine function; use acall()")
+        self.check_sync_use()
         return run_sync(self, fn, *args, **kwargs)
+
+    def check_sync_use(self) -> None:
+        """Raise ``TypeError`` if the sync driver cannot run this pipeline.
+
+        A breaker whose state lives in an asyncio store can only be awaited. Checked by
+        ``call()`` and when a sync function or generator is decorated, never per call.
+        """
+        if self.awaits_breaker:
+            raise TypeError(
+                f"pipeline {self.name!r}: its circuit breaker keeps its state in an asyncio "
+                "store; call it from async code (acall, a coroutine function)"
+            )
 
     async def acall(self, fn: Callable[P, Awaitable[R]], /, *args: P.args, **kwargs: P.kwargs) -> R:
         """Await ``fn(*args, **kwargs)`` through the pipeline (async driver)."""

@@ -105,11 +105,6 @@ def _call(
 
 def run_sync(pipeline: Pipeline, fn: Callable[..., R], /, *args: Any, **kwargs: Any) -> R:
     """Call ``fn(*args, **kwargs)`` through ``pipeline``; return its or a fallback's result."""
-    if pipeline.awaits_breaker:
-        raise TypeError(
-            f"pipeline {pipeline.name!r}: its circuit breaker keeps its state in an asyncio "
-            "store; call it from async code (acall, a coroutine function)"
-        )
     start_call = pipeline.start_call
     observer = None
     if start_call is not None:
