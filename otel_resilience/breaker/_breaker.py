@@ -452,7 +452,10 @@ class CircuitBreaker(Standalone):
         # This class's own decision (a subclass's try_acquire may call acquire).
         ticket = CircuitBreaker.try_acquire(self)
         if isinstance(ticket, CircuitOpenError):
-            raise ticket
+            try:
+                raise ticket
+            finally:
+                del ticket  # no reference cycle: the traceback holds this frame
         return ticket
 
     def try_acquire(self) -> int | CircuitOpenError:

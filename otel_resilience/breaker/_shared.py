@@ -287,7 +287,10 @@ class SharedCircuitBreaker(CircuitBreaker):
         """
         ticket = self.try_acquire()
         if isinstance(ticket, CircuitOpenError):
-            raise ticket
+            try:
+                raise ticket
+            finally:
+                del ticket  # no reference cycle: the traceback holds this frame
         return ticket
 
     def try_acquire(self) -> int | CircuitOpenError:
@@ -330,7 +333,10 @@ class SharedCircuitBreaker(CircuitBreaker):
                 return CircuitBreaker.acquire(self)
             ticket = self._admit(admission, now)
         if isinstance(ticket, CircuitOpenError):
-            raise ticket
+            try:
+                raise ticket
+            finally:
+                del ticket  # no reference cycle: the traceback holds this frame
         return ticket
 
     def _fresh(self, now: float) -> bool:

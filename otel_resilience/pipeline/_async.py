@@ -18,6 +18,7 @@ from otel_resilience._events import AttemptOutcome, TimeoutExceeded
 from otel_resilience.bulkhead import Admission, Bulkhead
 from otel_resilience.pipeline._flow import (
     CallRun,
+    chain_to,
     emit,
     end_queue_wait,
     queue_wait,
@@ -175,23 +176,36 @@ async def run_async(
     if breaker is None:
         try:
             return await fn(*args, **kwargs)
-        except Exception as exc:  # noqa: BLE001 - classified by the general loop
-            return await _retry_after_first(pipeline, fn, args, kwargs, exc, _FAILURE)
-    ticket = breaker.try_acquire()
-    if isinstance(ticket, CircuitOpenError):
-        if pipeline.passthrough:
-            raise ticket  # a rejection goes straight to the caller, from this frame
-        return await _retry_after_first(pipeline, fn, args, kwargs, ticket, _REJECTED)
+        except Exception as exc:  # noqa: BLE001 - classified by the retry
+            failure: Exception = exc
+        outcome = _FAILURE
+    else:
+        ticket = breaker.try_acquire()
+        if isinstance(ticket, CircuitOpenError):
+            failure, outcome = ticket, _REJECTED
+            del ticket
+            if pipeline.passthrough:
+                try:
+                    raise failure  # a rejection goes straight to the caller, from this frame
+                finally:
+                    del failure  # no cycle: the traceback holds this frame
+        else:
+            try:
+                result = await fn(*args, **kwargs)
+            except Exception as exc:  # noqa: BLE001 - classified by the breaker and the loop
+                breaker.on_error(ticket, exc)
+                failure, outcome = exc, _FAILURE
+            except BaseException:
+                breaker.release(ticket)
+                raise
+            else:
+                breaker.on_result(ticket, result)
+                return result
+    # Retried out of the except block: a later attempt's error gets no __context__.
     try:
-        result = await fn(*args, **kwargs)
-    except Exception as exc:  # noqa: BLE001 - classified by the breaker and the loop
-        breaker.on_error(ticket, exc)
-        return await _retry_after_first(pipeline, fn, args, kwargs, exc, _FAILURE)
-    except BaseException:
-        breaker.release(ticket)
-        raise
-    breaker.on_result(ticket, result)
-    return result
+        return await _retry_after_first(pipeline, fn, args, kwargs, failure, outcome)
+    finally:
+        del failure  # no cycle: the error's traceback holds this frame
 
 
 async def _retry_after_first(
@@ -212,6 +226,7 @@ async def _retry_after_first(
     if retry is None or pipeline.orchestrator is not None or reports_events(pipeline):
         run = CallRun(pipeline, None)
         run.fail(error, None, outcome, 0.0)
+        del error  # the run has it now (no cycle through this frame)
         return await _run(pipeline, fn, args, kwargs, run, failed=True)
     breaker = pipeline.circuit_breaker
     clock = pipeline.clock
@@ -226,6 +241,7 @@ async def _retry_after_first(
             verdict = retry.decide(state, failure, None, 0.0)
             if isinstance(verdict, str):
                 run = CallRun.gave_up(pipeline, failure, outcome, state, verdict)
+                del failure, error  # the run has it now (no cycle through this frame)
                 return cast("R", await _end(pipeline, run))
             decision = verdict
         attempt += 1
@@ -234,13 +250,16 @@ async def _retry_after_first(
             await clock.async_sleep(decision)
         if breaker is None:
             try:
-                return await fn(*args, **kwargs)
+                result = await fn(*args, **kwargs)
             except Exception as exc:  # noqa: BLE001 - classified by the retry
                 failure, outcome = exc, _FAILURE
                 continue
+            del failure, error  # no cycle: their tracebacks hold this frame
+            return result
         ticket = breaker.try_acquire()
         if isinstance(ticket, CircuitOpenError):
             failure, outcome = ticket, _REJECTED
+            del ticket  # only ``failure`` refers to it, for the give-up to drop
             continue
         try:
             result = await fn(*args, **kwargs)
@@ -252,6 +271,7 @@ async def _retry_after_first(
             breaker.release(ticket)
             raise
         breaker.on_result(ticket, result)
+        del failure, error  # no cycle: their tracebacks hold this frame
         return result
 
 
@@ -310,6 +330,7 @@ async def _run(
                     run.interrupted(ticket, exc)
                     raise
                 settled = run.settle(ticket, error, result, called=called)
+                error = None  # the run has it now (no cycle through this frame)
                 if shared is not None and shared.has_outbox():
                     await shared.aflush()  # the outcome (and any trip) to the store
                 if settled:
@@ -348,6 +369,7 @@ async def _end(pipeline: Pipeline, run: CallRun) -> Any:
         if fallback.is_async:
             value = await value
     except BaseException as exc:
+        chain_to(exc, context.error)
         run.fallback_done(exc)
         raise
     run.fallback_done(None)

@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 __all__ = [
     "CallRun",
     "attempt_limit",
+    "chain_to",
     "emit",
     "end_queue_wait",
     "error_type",
@@ -120,6 +121,16 @@ def reports_events(pipeline: Pipeline) -> bool:
 def start_call_failed() -> None:
     """A listener's ``start_call`` raised: log it (rate-limited); the call goes on unobserved."""
     LISTENER_ERRORS.exception("resilience listener start_call")
+
+
+def chain_to(error: BaseException, handled: BaseException | None) -> None:
+    """Chain a fallback handler's ``error`` to the failure it handled, as Python does.
+
+    The handler runs because of ``handled``, so its error reads like one raised in an
+    ``except`` block for it: ``__context__`` is ``handled`` unless already set.
+    """
+    if handled is not None and error is not handled and error.__context__ is None:
+        error.__context__ = handled
 
 
 def finish(
@@ -255,6 +266,7 @@ class CallRun:
                         duration,
                     )
                     finish(observer, CallOutcome.SUCCESS, None, self.started, ended)
+                self.error = None  # an earlier attempt's, whose traceback holds the driver
                 return True
             else:
                 outcome = AttemptOutcome.FAILURE
@@ -457,7 +469,10 @@ class CallRun:
         result that is returned as is.
         """
         pipeline = self.pipeline
+        # Handed over, not kept: the error's traceback holds the drivers' frames, and so
+        # this run.
         error, result = self.error, self.result
+        self.error = None
         context = self._fallback_context(error, result)
         now = self.clock.monotonic()
         observer = self.observer
@@ -470,7 +485,10 @@ class CallRun:
                 )
                 misuse.__cause__ = error
                 finish(observer, CallOutcome.FAILURE, misuse, self.started, now)
-                raise misuse
+                try:
+                    raise misuse
+                finally:
+                    del misuse, error  # no cycle: the traceback holds this frame
             emit(pipeline, FallbackExecuted(pipeline=pipeline.name, error_type=error_type(error)))
             return context
         if error is None:
@@ -483,7 +501,10 @@ class CallRun:
         else:
             outcome = CallOutcome.FAILURE
         finish(observer, outcome, error, self.started, now)
-        raise error
+        try:
+            raise error
+        finally:
+            del error  # no cycle: the traceback holds this frame
 
     def fallback_done(self, error: BaseException | None) -> None:
         """Report the end of a call whose fallback ran (``error``: the fallback raised)."""

@@ -16,6 +16,7 @@ from otel_resilience._events import AttemptOutcome, TimeoutExceeded
 from otel_resilience.bulkhead import Admission, Bulkhead
 from otel_resilience.pipeline._flow import (
     CallRun,
+    chain_to,
     emit,
     end_queue_wait,
     queue_wait,
@@ -120,23 +121,36 @@ def run_sync(pipeline: Pipeline, fn: Callable[..., R], /, *args: Any, **kwargs: 
     if breaker is None:
         try:
             return fn(*args, **kwargs)
-        except Exception as exc:  # noqa: BLE001 - classified by the general loop
-            return _retry_after_first(pipeline, fn, args, kwargs, exc, _FAILURE)
-    ticket = breaker.try_acquire()
-    if isinstance(ticket, CircuitOpenError):
-        if pipeline.passthrough:
-            raise ticket  # a rejection goes straight to the caller, from this frame
-        return _retry_after_first(pipeline, fn, args, kwargs, ticket, _REJECTED)
+        except Exception as exc:  # noqa: BLE001 - classified by the retry
+            failure: Exception = exc
+        outcome = _FAILURE
+    else:
+        ticket = breaker.try_acquire()
+        if isinstance(ticket, CircuitOpenError):
+            failure, outcome = ticket, _REJECTED
+            del ticket
+            if pipeline.passthrough:
+                try:
+                    raise failure  # a rejection goes straight to the caller, from this frame
+                finally:
+                    del failure  # no cycle: the traceback holds this frame
+        else:
+            try:
+                result = fn(*args, **kwargs)
+            except Exception as exc:  # noqa: BLE001 - classified by the breaker and the loop
+                breaker.on_error(ticket, exc)
+                failure, outcome = exc, _FAILURE
+            except BaseException:
+                breaker.release(ticket)
+                raise
+            else:
+                breaker.on_result(ticket, result)
+                return result
+    # Retried out of the except block: a later attempt's error gets no __context__.
     try:
-        result = fn(*args, **kwargs)
-    except Exception as exc:  # noqa: BLE001 - classified by the breaker and the loop
-        breaker.on_error(ticket, exc)
-        return _retry_after_first(pipeline, fn, args, kwargs, exc, _FAILURE)
-    except BaseException:
-        breaker.release(ticket)
-        raise
-    breaker.on_result(ticket, result)
-    return result
+        return _retry_after_first(pipeline, fn, args, kwargs, failure, outcome)
+    finally:
+        del failure  # no cycle: the error's traceback holds this frame
 
 
 def _retry_after_first(
@@ -157,6 +171,7 @@ def _retry_after_first(
     if retry is None or pipeline.orchestrator is not None or reports_events(pipeline):
         run = CallRun(pipeline, None)
         run.fail(error, None, outcome, 0.0)
+        del error  # the run has it now (no cycle through this frame)
         return _run(pipeline, fn, args, kwargs, run, failed=True)
     breaker = pipeline.circuit_breaker
     clock = pipeline.clock
@@ -171,6 +186,7 @@ def _retry_after_first(
             verdict = retry.decide(state, failure, None, 0.0)
             if isinstance(verdict, str):
                 run = CallRun.gave_up(pipeline, failure, outcome, state, verdict)
+                del failure, error  # the run has it now (no cycle through this frame)
                 return cast("R", _end(pipeline, run))
             decision = verdict
         attempt += 1
@@ -179,13 +195,16 @@ def _retry_after_first(
             clock.sleep(decision)
         if breaker is None:
             try:
-                return fn(*args, **kwargs)
+                result = fn(*args, **kwargs)
             except Exception as exc:  # noqa: BLE001 - classified by the retry
                 failure, outcome = exc, _FAILURE
                 continue
+            del failure, error  # no cycle: their tracebacks hold this frame
+            return result
         ticket = breaker.try_acquire()
         if isinstance(ticket, CircuitOpenError):
             failure, outcome = ticket, _REJECTED
+            del ticket  # only ``failure`` refers to it, for the give-up to drop
             continue
         try:
             result = fn(*args, **kwargs)
@@ -197,6 +216,7 @@ def _retry_after_first(
             breaker.release(ticket)
             raise
         breaker.on_result(ticket, result)
+        del failure, error  # no cycle: their tracebacks hold this frame
         return result
 
 
@@ -244,7 +264,9 @@ def _run(
                 except BaseException as exc:
                     run.interrupted(ticket, exc)
                     raise
-                if run.settle(ticket, error, result, called=called):
+                settled = run.settle(ticket, error, result, called=called)
+                error = None  # the run has it now (no cycle through this frame)
+                if settled:
                     return cast("R", result)
             failed = False
             delay = run.next_delay()
@@ -267,6 +289,7 @@ def _end(pipeline: Pipeline, run: CallRun) -> Any:
     try:
         value = fallback.produce(context)
     except BaseException as exc:
+        chain_to(exc, context.error)
         run.fallback_done(exc)
         raise
     run.fallback_done(None)

@@ -29,7 +29,10 @@ class _FakeTimer:
         self._cancelled = False
 
     def cancel(self) -> None:
+        # Let go of the callback, as asyncio's handles do: its owner usually holds this
+        # timer too, and the pair would otherwise be a cycle left for the collector.
         self._cancelled = True
+        self._callback = _cancelled
 
     def fire(self) -> None:
         if self._cancelled:
@@ -42,6 +45,10 @@ class _FakeTimer:
     def _run_if_live(self) -> None:
         if not self._cancelled:
             self._callback()
+
+
+def _cancelled() -> None:
+    """The callback of a cancelled timer (never called)."""
 
 
 class FakeClock:

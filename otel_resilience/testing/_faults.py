@@ -217,7 +217,10 @@ class _Script(Generic[T]):
         if isinstance(item, BaseException):
             # Scripted instances are raised as given (tests may check identity), with the
             # traceback of an earlier raise cleared.
-            raise item.with_traceback(None)
+            try:
+                raise item.with_traceback(None)
+            finally:
+                del item  # no reference cycle: the traceback holds this frame
         # Not an exception class either: isinstance cannot narrow that part of the union.
         return cast("T", item)
 
