@@ -314,7 +314,10 @@ def rejection() -> Scenario:
                 call=purgatory_open,
                 raises=OpenedState,
                 check=purgatory_probe.untouched,
-                note="opened by 5 failures; raises its one OpenedState instance every time",
+                note=(
+                    "opened by 5 failures; raises its one OpenedState instance every time "
+                    "(the harness cuts its traceback after each catch)"
+                ),
             ),
             Case(
                 name="circuitbreaker",
