@@ -225,6 +225,91 @@ def test_hammering_through_transitions_accounts_for_every_outcome() -> None:
     assert changes[-1].state is breaker.state
 
 
+@pytest.mark.parametrize("how", ["forced", "tripped"])
+def test_lock_free_rejections_are_counted_exactly_while_read(how: str) -> None:
+    """OPEN and FORCED_OPEN refuse without the lock; no count is lost or read twice."""
+    threads, rounds, readers = 12, 3000, 3
+    clock = FakeClock()
+    breaker = CircuitBreaker("refusing", CircuitBreakerConfig(timeout_seconds=60.0), clock=clock)
+    if how == "forced":
+        breaker.force_open()
+    else:
+        breaker.trip()
+    barrier = threading.Barrier(threads + readers)
+    seen: list[list[int]] = [[] for _ in range(readers)]
+    done = threading.Event()
+
+    def worker(index: int) -> None:
+        barrier.wait()
+        if index >= threads:  # a reader: counts only ever grow
+            while not done.is_set():
+                seen[index - threads].append(breaker.metrics.rejections)
+                seen[index - threads].append(breaker.observed_counts().rejections)
+            return
+        for _ in range(rounds):
+            error = breaker.try_acquire()
+            assert isinstance(error, CircuitOpenError)
+        if index == 0:
+            done.set()
+
+    def until_all_done(index: int) -> None:
+        try:
+            worker(index)
+        finally:
+            if index < threads:
+                finished.append(index)
+                if len(finished) == threads:
+                    done.set()
+
+    finished: list[int] = []
+    run_threads(threads + readers, until_all_done)
+    assert breaker.metrics.rejections == threads * rounds
+    assert breaker.observed_counts().rejections == threads * rounds
+    for counts in seen:
+        assert counts == sorted(counts)
+        assert all(0 <= count <= threads * rounds for count in counts)
+
+
+def test_lock_free_and_locked_rejections_add_up_through_transitions() -> None:
+    """Without a listener, refusals take the lock-free path or the locked one; all count."""
+    threads, rounds = 12, 1500
+    clock = FakeClock()
+    breaker = CircuitBreaker(
+        "churn-quiet",
+        CircuitBreakerConfig(
+            failure_threshold=3, success_threshold=2, half_open_max_calls=2, timeout_seconds=0.5
+        ),
+        clock=clock,
+    )
+    barrier = threading.Barrier(threads)
+    rejections = [0] * threads
+    retry_afters: list[float | None] = []
+
+    def worker(index: int) -> None:
+        barrier.wait()
+        for i in range(rounds):
+            if index == 0 and i % 10 == 0:
+                clock.advance(0.25)
+            if index == 1 and i % 500 == 250:
+                breaker.force_open()
+            if index == 1 and i % 500 == 300:
+                breaker.reset()
+            ticket = breaker.try_acquire()
+            if isinstance(ticket, CircuitOpenError):
+                rejections[index] += 1
+                retry_afters.append(ticket.retry_after)
+                continue
+            if (i // 6 + index) % 3 == 0:
+                breaker.record_failure(ticket)
+            else:
+                breaker.record_success(ticket)
+
+    run_threads(threads, worker)
+    assert breaker.metrics.rejections == sum(rejections) > 0
+    # An OPEN refusal's retry_after is the time left, never more than the open period.
+    assert [a for a in retry_afters if a is not None and not 0.0 <= a <= 0.5] == []
+
+
 def test_listeners_that_read_the_breaker_do_not_deadlock_under_contention() -> None:
     clock = FakeClock()
     breaker = CircuitBreaker(

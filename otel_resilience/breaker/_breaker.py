@@ -14,6 +14,7 @@ released, in the order the transitions happened.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import threading
@@ -203,6 +204,8 @@ class CircuitBreaker(Standalone):
         "_record_result",
         "_record_types",
         "_reject_events",
+        "_rejection_reads",
+        "_rejection_ticks",
         "_rejections",
         "_rng",
         "_slow_call_duration",
@@ -333,6 +336,11 @@ class CircuitBreaker(Standalone):
         self._failures = 0
         self._ignored = 0
         self._rejections = 0
+        # Rejections counted without the lock (the hot OPEN and FORCED_OPEN paths): next()
+        # on an itertools.count is atomic, with or without the GIL. A read takes a tick
+        # of its own, so the count is ticks taken minus reads (see _rejections_locked).
+        self._rejection_ticks = itertools.count()
+        self._rejection_reads = 0
         self._slow_calls = 0
         self._stale = 0
         track(listener, self)  # observed by the telemetry listener at collection time
@@ -389,7 +397,7 @@ class CircuitBreaker(Standalone):
         """The lifetime call counters, read together, without moving the breaker."""
         with self._lock:
             return CircuitBreakerCounts(
-                self._successes, self._failures, self._ignored, self._rejections
+                self._successes, self._failures, self._ignored, self._rejections_locked()
             )
 
     @property
@@ -413,7 +421,7 @@ class CircuitBreaker(Standalone):
                 successes=self._successes,
                 failures=self._failures,
                 ignored=self._ignored,
-                rejections=self._rejections,
+                rejections=self._rejections_locked(),
                 slow_calls=self._slow_calls,
                 stale=self._stale,
                 consecutive_failures=self._consecutive_failures,
@@ -478,25 +486,21 @@ class CircuitBreaker(Standalone):
                 return generation
             lock.release()
         elif state is _FORCED_OPEN and not self._reject_events:
-            lock = self._lock
-            lock.acquire()
-            if self._state is _FORCED_OPEN:
-                self._rejections += 1
-                lock.release()
-                return CircuitOpenError(self._name, None)
-            lock.release()
+            # A rejection needs no lock: it changes nothing but a count kept lock-free. The
+            # state read above is the moment the call was refused.
+            next(self._rejection_ticks)
+            return CircuitOpenError(self._name, None)
         elif state is _OPEN and not self._reject_events:
-            # Rejection while OPEN, inline for the same reason. With a listener, the slow
-            # path queues the event.
+            # Inline for the same reason. With a listener, the slow path queues the event.
+            # Lock-free: the end of the open period read, then the time. Nothing leaves
+            # OPEN before that end, and a newer end is written only on opening again, so
+            # ``now < open_until`` means the breaker was OPEN and unexpired at some moment of
+            # this call; and the clock read last keeps ``retry_after`` within the period.
+            open_until = self._open_until
             now = self._monotonic()
-            lock = self._lock
-            lock.acquire()
-            if self._state is _OPEN and now < self._open_until:
-                self._rejections += 1
-                retry_after = self._open_until - now
-                lock.release()
-                return CircuitOpenError(self._name, retry_after)
-            lock.release()
+            if now < open_until:
+                next(self._rejection_ticks)
+                return CircuitOpenError(self._name, open_until - now)
         return self._acquire_slow()
 
     def _acquire_slow(self) -> int | CircuitOpenError:
@@ -515,7 +519,9 @@ class CircuitBreaker(Standalone):
             else:
                 ticket = None
                 if state is _OPEN:
-                    retry_after = self._open_until - now
+                    # Not counted from before the opening (a clock read before the lock
+                    # may be): the time left never exceeds the open period.
+                    retry_after = self._open_until - max(now, self._state_since)
             if ticket is None:
                 self._reject_locked(state, retry_after)
         if self._pending:
@@ -523,6 +529,12 @@ class CircuitBreaker(Standalone):
         if ticket is None:
             return CircuitOpenError(self._name, retry_after)
         return ticket
+
+    def _rejections_locked(self) -> int:
+        """All rejections so far: those counted under the lock and the lock-free ticks."""
+        ticks = next(self._rejection_ticks) - self._rejection_reads
+        self._rejection_reads += 1
+        return self._rejections + ticks
 
     def _reject_locked(self, state: CircuitState, retry_after: float | None) -> None:
         """Count a rejection and queue its event (when rejections are reported)."""
@@ -875,6 +887,9 @@ class CircuitBreaker(Standalone):
             self._open_locked(self._clock.monotonic() if now is None else now, "slow_call_rate")
 
     def _open_locked(self, now: float, reason: str) -> None:
+        # A clock read before the lock may predate the last transition (the thread was
+        # preempted meanwhile): the period then starts at that transition, not before it.
+        now = max(now, self._state_since)
         self._open_count += 1
         delay = self._timeout
         backoff = self._open_backoff
@@ -902,6 +917,7 @@ class CircuitBreaker(Standalone):
         self._last_open_delay = 0.0
 
     def _transition_locked(self, state: CircuitState, reason: str, at: float) -> None:
+        at = max(at, self._state_since)  # transitions are stamped in the order they happen
         previous = self._state
         self._state = state
         self._generation += 1
