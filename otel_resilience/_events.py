@@ -222,7 +222,10 @@ class ResilienceListener(Protocol):
     Optional members, looked up when present: ``enabled() -> bool`` (while ``False`` the
     drivers build no events and keep plain retries on their fast path),
     ``wants_rejections: bool`` (``False``: breakers and bulkheads do not report each
-    rejection) and ``track(component)`` (breakers, bulkheads, orchestrators and event buses
+    rejection), ``idle_until_global_providers: bool`` (read when a pipeline is built;
+    ``True``: ``start_call`` returns ``None`` while OpenTelemetry's global tracer and meter
+    providers are both unset, so the drivers check those instead of calling it) and
+    ``track(component)`` (breakers, bulkheads, orchestrators and event buses
     hand themselves over for observation at metric collection time).
     """
 

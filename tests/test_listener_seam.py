@@ -548,3 +548,47 @@ def test_a_listener_whose_start_call_raises_changes_nothing(clock: FakeClock) ->
     reference = scenario(FakeClock(), None)
     assert scenario(FakeClock(), broken) == reference
     assert broken.hits > 0
+
+
+# -- idle until OpenTelemetry's global providers are set ------------------------------------
+
+
+class IdleRecorder(Recorder):
+    """A recorder declaring that only a global provider could switch it on."""
+
+    def __init__(self, *, idle: bool) -> None:
+        super().__init__()
+        self.idle_until_global_providers = idle
+
+
+@pytest.mark.parametrize("idle", [True, False])
+def test_an_idle_listener_is_not_asked_while_no_global_provider_is_set(
+    idle: bool,
+    clock: FakeClock,
+) -> None:
+    """The pytest process sets no global providers (see test_telemetry_cost)."""
+    listener = IdleRecorder(idle=idle)
+    pipeline = Pipeline(name="gated", listener=listener, clock=clock)
+    assert pipeline.call(lambda: 7) == 7
+    assert asyncio.run(pipeline.acall(_seven)) == 7
+    asked = [entry for entry in listener.log if entry[0] == "start_call"]
+    assert asked == ([] if idle else [("start_call", "gated")] * 2)
+
+
+async def _seven() -> int:
+    return 7
+
+
+def test_the_opentelemetry_listener_is_idle_only_without_an_sdk() -> None:
+    from opentelemetry.sdk.metrics import MeterProvider  # noqa: PLC0415 - the sdk extra
+    from opentelemetry.sdk.trace import TracerProvider  # noqa: PLC0415
+
+    from otel_resilience.telemetry import OpenTelemetryListener  # noqa: PLC0415
+
+    assert OpenTelemetryListener().idle_until_global_providers
+    explicit = OpenTelemetryListener(
+        tracer_provider=TracerProvider(), meter_provider=MeterProvider()
+    )
+    assert not explicit.idle_until_global_providers
+    pipeline = Pipeline(name="explicit", listener=explicit)
+    assert not pipeline.gated

@@ -13,6 +13,9 @@ import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
+from opentelemetry import trace as _trace_api
+from opentelemetry.metrics import _internal as _metrics_api
+
 from otel_resilience._errors import CircuitOpenError, ResilienceTimeoutError
 from otel_resilience._events import AttemptOutcome, TimeoutExceeded
 from otel_resilience.bulkhead import Admission, Bulkhead
@@ -164,7 +167,11 @@ async def run_async(
     """
     start_call = pipeline.start_call
     observer = None
-    if start_call is not None:
+    if start_call is not None and not (
+        pipeline.gated
+        and _trace_api._TRACER_PROVIDER is None
+        and _metrics_api._METER_PROVIDER is None
+    ):
         try:  # inline rather than through a helper: this runs on every call
             observer = start_call(pipeline.name)
         except Exception:  # noqa: BLE001 - a failing listener observes nothing

@@ -109,6 +109,7 @@ class Pipeline:
         "component",
         "fallback",
         "fast",
+        "gated",
         "listener",
         "listener_enabled",
         "name",
@@ -208,6 +209,9 @@ class Pipeline:
         self.start_call: Callable[[str], CallObserver | None] | None = (
             None if listener is None else listener.start_call
         )
+        # A listener idle until OpenTelemetry's global providers are set: while both are
+        # unset, the drivers read the two globals instead of calling start_call.
+        self.gated = bool(getattr(listener, "idle_until_global_providers", False))
         self.budget: RetryBudget | None = retry.config.budget if retry is not None else None
         # Flags the drivers read so the success path skips what is not configured.
         self.checks_result = (retry is not None and retry.config.retry_on_result is not None) or (

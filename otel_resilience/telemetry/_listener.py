@@ -471,6 +471,17 @@ class OpenTelemetryListener:
         self._metering = True
         return True
 
+    @property
+    def idle_until_global_providers(self) -> bool:
+        """Whether nothing but OpenTelemetry's global providers can switch this listener on.
+
+        True while it records nothing and the API's globals can be read: as long as the
+        global tracer and meter providers are both unset, :meth:`start_call` would return
+        ``None``, so the drivers read those two globals instead of calling it. Asked once,
+        when a pipeline is built; a listener switched on later stays called.
+        """
+        return GLOBALS_READABLE and not (self._tracing or self._metering)
+
     def enabled(self) -> bool:
         """Whether this listener records anything now; the engine skips it when not."""
         if self._tracing or self._metering:
