@@ -472,6 +472,10 @@ class CircuitBreaker(Standalone):
         The drivers use it: the error is then raised (or acted on) in their own frame, one
         frame fewer for a rejection to unwind. The refusal has been counted and reported
         like one from :meth:`acquire`.
+
+        Returns:
+            The ticket, always a plain ``int`` (drivers test ``type(ticket) is int``), or
+            the :class:`CircuitOpenError` to raise.
         """
         # Unlocked peek: a stale read only sends us to the slow path, which re-checks.
         state = self._state  # a local, so the re-checks under the lock stay meaningful

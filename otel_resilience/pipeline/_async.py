@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 from opentelemetry import trace as _trace_api
 from opentelemetry.metrics import _internal as _metrics_api
 
-from otel_resilience._errors import CircuitOpenError, ResilienceTimeoutError
+from otel_resilience._errors import ResilienceTimeoutError
 from otel_resilience._events import AttemptOutcome, TimeoutExceeded
 from otel_resilience.bulkhead import Admission, Bulkhead
 from otel_resilience.pipeline._flow import (
@@ -188,15 +188,8 @@ async def run_async(
         outcome = _FAILURE
     else:
         ticket = breaker.try_acquire()
-        if isinstance(ticket, CircuitOpenError):
-            failure, outcome = ticket, _REJECTED
-            del ticket
-            if pipeline.passthrough:
-                try:
-                    raise failure  # a rejection goes straight to the caller, from this frame
-                finally:
-                    del failure  # no cycle: the traceback holds this frame
-        else:
+        # Admitted: tickets are plain ints (a type check costs a third of an isinstance).
+        if type(ticket) is int:
             try:
                 result = await fn(*args, **kwargs)
             except Exception as exc:  # noqa: BLE001 - classified by the breaker and the loop
@@ -208,6 +201,14 @@ async def run_async(
             else:
                 breaker.on_result(ticket, result)
                 return result
+        else:  # refused: ``ticket`` is the CircuitOpenError
+            if pipeline.passthrough:
+                try:
+                    raise ticket  # type: ignore[misc] # straight to the caller, from this frame
+                finally:
+                    del ticket  # no cycle: the traceback holds this frame
+            failure, outcome = ticket, _REJECTED  # type: ignore[assignment]
+            del ticket
     # Retried out of the except block: a later attempt's error gets no __context__.
     try:
         return await _retry_after_first(pipeline, fn, args, kwargs, failure, outcome)
@@ -264,8 +265,8 @@ async def _retry_after_first(
             del failure, error  # no cycle: their tracebacks hold this frame
             return result
         ticket = breaker.try_acquire()
-        if isinstance(ticket, CircuitOpenError):
-            failure, outcome = ticket, _REJECTED
+        if type(ticket) is not int:  # refused (see run_async)
+            failure, outcome = ticket, _REJECTED  # type: ignore[assignment]
             del ticket  # only ``failure`` refers to it, for the give-up to drop
             continue
         try:
