@@ -258,6 +258,13 @@ class BreakerMachine(RuleBasedStateMachine):
         assert self.breaker.state is self.model.refresh()
 
     @invariant()
+    def the_lock_free_closed_ticket_is_the_closed_generation(self) -> None:
+        """What acquire() reads without the lock: the generation while CLOSED, else 0."""
+        breaker = self.breaker
+        closed = breaker._state is CircuitState.CLOSED
+        assert breaker._closed_ticket == (breaker._generation if closed else 0)
+
+    @invariant()
     def counts_match(self) -> None:
         metrics = self.breaker.metrics
         model = self.model

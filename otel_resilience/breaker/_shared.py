@@ -602,7 +602,8 @@ class SharedCircuitBreaker(CircuitBreaker):
             with self._lock:
                 self._clear_counts_locked()
                 self._state = _CLOSED
-                self._generation += 1  # local tickets from before count for nothing
+                # Local tickets from before count for nothing.
+                self._set_generation_locked(self._generation + 1)
                 self._trials.clear()
                 self._trial_successes = 0
 
