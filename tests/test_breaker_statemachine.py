@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random  # noqa: TID251 - tests seed their own random source
 from collections import deque
 from dataclasses import dataclass, field
@@ -258,11 +259,15 @@ class BreakerMachine(RuleBasedStateMachine):
         assert self.breaker.state is self.model.refresh()
 
     @invariant()
-    def the_lock_free_closed_ticket_is_the_closed_generation(self) -> None:
-        """What acquire() reads without the lock: the generation while CLOSED, else 0."""
+    def what_acquire_reads_without_the_lock_matches_the_state(self) -> None:
+        """The CLOSED period's ticket, else 0; the end of a refusal (OPEN, FORCED_OPEN)."""
         breaker = self.breaker
-        closed = breaker._state is CircuitState.CLOSED
-        assert breaker._closed_ticket == (breaker._generation if closed else 0)
+        state = breaker._state
+        assert breaker._closed_ticket == (
+            breaker._generation if state is CircuitState.CLOSED else 0
+        )
+        refused_until = {CircuitState.OPEN: breaker._open_until, CircuitState.FORCED_OPEN: math.inf}
+        assert breaker._refused_until == refused_until.get(state, 0.0)
 
     @invariant()
     def counts_match(self) -> None:

@@ -70,6 +70,8 @@ _CLOSED: Final = CircuitState.CLOSED
 _OPEN: Final = CircuitState.OPEN
 _HALF_OPEN: Final = CircuitState.HALF_OPEN
 _FORCED_OPEN: Final = CircuitState.FORCED_OPEN
+_FOREVER: Final = math.inf
+"""``_refused_until`` while FORCED_OPEN."""
 _DISABLED: Final = CircuitState.DISABLED
 
 
@@ -204,6 +206,7 @@ class CircuitBreaker(Standalone):
         "_record_predicate",
         "_record_result",
         "_record_types",
+        "_refused_until",
         "_reject_events",
         "_rejection_reads",
         "_rejection_ticks",
@@ -325,9 +328,12 @@ class CircuitBreaker(Standalone):
 
         self._state = _CLOSED
         self._generation = 1
-        # The ticket of the current CLOSED period, 0 in every other state: one attribute
-        # that acquire() reads without the lock (see _set_generation_locked).
+        # What acquire() reads without the lock, kept with the state under it (see
+        # _set_generation_locked): the ticket of the current CLOSED period, else 0; and
+        # when a refusal needs no event, the end of the OPEN period, inf while FORCED_OPEN,
+        # else 0.0.
         self._closed_ticket = 1
+        self._refused_until = 0.0
         self._state_since = self._clock.monotonic()
         self._open_until = 0.0
         self._open_count = 0
@@ -481,30 +487,25 @@ class CircuitBreaker(Standalone):
             The ticket, always a plain ``int`` (drivers test ``type(ticket) is int``), or
             the :class:`CircuitOpenError` to raise.
         """
-        # CLOSED, the hottest path: one attribute, written under the lock with the state
-        # and generation, read without it. Its value is a ticket of a CLOSED period that
-        # was current when read, or 0.
+        # The hot paths take no lock: each reads one attribute that is written under the
+        # lock with the state, so its value was current at the moment it was read.
+        # CLOSED: the ticket of the CLOSED period (0 in other states).
         ticket = self._closed_ticket
         if ticket:
             return ticket
-        # Unlocked peek: a stale read only sends us to the slow path, which re-checks.
-        state = self._state
-        if state is _FORCED_OPEN and not self._reject_events:
-            # A rejection needs no lock: it changes nothing but a count kept lock-free. The
-            # state read above is the moment the call was refused.
-            next(self._rejection_ticks)
-            return CircuitOpenError(self._name, None)
-        if state is _OPEN and not self._reject_events:
-            # Inline, like FORCED_OPEN. With a listener, the slow path queues the event.
-            # Lock-free: the end of the open period read, then the time. Nothing leaves
-            # OPEN before that end, and a newer end is written only on opening again, so
-            # ``now < open_until`` means the breaker was OPEN and unexpired at some moment of
-            # this call; and the clock read last keeps ``retry_after`` within the period.
-            open_until = self._open_until
-            now = self._monotonic()
-            if now < open_until:
+        # A refusal that reports no event changes nothing but a count kept lock-free.
+        until = self._refused_until
+        if until:
+            if until == _FOREVER:  # FORCED_OPEN
                 next(self._rejection_ticks)
-                return CircuitOpenError(self._name, open_until - now)
+                return CircuitOpenError(self._name, None)
+            # OPEN until ``until``. The clock is read after it, so if ``now < until`` the
+            # breaker was OPEN and unexpired when ``until`` was read, and the time left
+            # never exceeds the open period.
+            now = self._monotonic()
+            if now < until:
+                next(self._rejection_ticks)
+                return CircuitOpenError(self._name, until - now)
         return self._acquire_slow()
 
     def _acquire_slow(self) -> int | CircuitOpenError:
@@ -921,9 +922,21 @@ class CircuitBreaker(Standalone):
         self._last_open_delay = 0.0
 
     def _set_generation_locked(self, generation: int) -> None:
-        """Start a new generation (after ``_state`` is set): tickets from before are stale."""
+        """Start a new generation (after ``_state`` is set): tickets from before are stale.
+
+        Also publishes what :meth:`try_acquire` reads without the lock.
+        """
         self._generation = generation
-        self._closed_ticket = generation if self._state is _CLOSED else 0
+        state = self._state
+        self._closed_ticket = generation if state is _CLOSED else 0
+        if self._reject_events:
+            self._refused_until = 0.0  # every refusal takes the lock, to queue its event
+        elif state is _OPEN:
+            self._refused_until = self._open_until
+        elif state is _FORCED_OPEN:
+            self._refused_until = _FOREVER
+        else:
+            self._refused_until = 0.0
 
     def _transition_locked(self, state: CircuitState, reason: str, at: float) -> None:
         at = max(at, self._state_since)  # transitions are stamped in the order they happen
