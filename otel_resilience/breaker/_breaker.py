@@ -8,8 +8,10 @@ the raw :meth:`~CircuitBreaker.record_success`, :meth:`~CircuitBreaker.record_fa
 in, so an outcome from an earlier state counts for nothing.
 
 One :class:`threading.Lock` guards the state; nothing awaits, so the same object serves
-threads and event loops. Events are queued under the lock and delivered after it is
-released, in the order the transitions happened.
+threads and event loops. The hot answers of ``try_acquire`` (admit while CLOSED, refuse
+while OPEN or FORCED_OPEN without a listener for rejections) read one attribute each,
+published with the state under the lock, and take no lock. Events are queued under the
+lock and delivered after it is released, in the order the transitions happened.
 """
 
 from __future__ import annotations
