@@ -8,7 +8,7 @@ and a retry, nobody observing) needs none until its first failure.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
@@ -44,9 +44,9 @@ __all__ = [
     "end_queue_wait",
     "error_type",
     "finish",
+    "observe",
     "queue_wait",
     "reports_events",
-    "start_call_failed",
     "total_timeout",
 ]
 
@@ -118,9 +118,18 @@ def reports_events(pipeline: Pipeline) -> bool:
     return enabled is None or bool(enabled())
 
 
-def start_call_failed() -> None:
-    """A listener's ``start_call`` raised: log it (rate-limited); the call goes on unobserved."""
-    LISTENER_ERRORS.exception("resilience listener start_call")
+def observe(
+    pipeline: Pipeline, start_call: Callable[[str], CallObserver | None]
+) -> CallObserver | None:
+    """The call's observer from the listener's ``start_call``, or ``None``.
+
+    A ``start_call`` that raises is logged (rate-limited); the call goes on unobserved.
+    """
+    try:
+        return start_call(pipeline.name)
+    except Exception:  # noqa: BLE001 - a failing listener observes nothing
+        LISTENER_ERRORS.exception("resilience listener start_call")
+        return None
 
 
 def chain_to(error: BaseException, handled: BaseException | None) -> None:

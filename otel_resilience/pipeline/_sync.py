@@ -22,9 +22,9 @@ from otel_resilience.pipeline._flow import (
     chain_to,
     emit,
     end_queue_wait,
+    observe,
     queue_wait,
     reports_events,
-    start_call_failed,
 )
 from otel_resilience.retry import RetryState
 from otel_resilience.timeout import deadline_scope
@@ -110,18 +110,17 @@ def _call(
 def run_sync(pipeline: Pipeline, fn: Callable[..., R], /, *args: Any, **kwargs: Any) -> R:
     """Call ``fn(*args, **kwargs)`` through ``pipeline``; return its or a fallback's result."""
     start_call = pipeline.start_call
-    observer = None
+    # Whether anybody listens: with no SDK set up, two global reads and no call.
     if start_call is not None and not (
         pipeline.gated
         and _trace_api._TRACER_PROVIDER is None
         and _metrics_api._METER_PROVIDER is None
     ):
-        try:  # inline rather than through a helper: this runs on every call
-            observer = start_call(pipeline.name)
-        except Exception:  # noqa: BLE001 - a failing listener observes nothing
-            start_call_failed()
-    if observer is not None or not pipeline.fast:
-        return _run(pipeline, fn, args, kwargs, CallRun(pipeline, observer))
+        observer = observe(pipeline, start_call)
+        if observer is not None or not pipeline.fast:
+            return _run(pipeline, fn, args, kwargs, CallRun(pipeline, observer))
+    elif not pipeline.fast:
+        return _run(pipeline, fn, args, kwargs, CallRun(pipeline, None))
     # Fast path: only a breaker and/or a plain retry, nobody observing. The first attempt
     # runs inline, allocating nothing; a failure hands over to the general loop.
     breaker = pipeline.circuit_breaker
