@@ -291,9 +291,9 @@ class ScenarioResult:
         return next((r for r in self.results if r.case.role == "ours"), None)
 
     def best_peer(self) -> CaseResult | None:
-        """The fastest peer row, if the scenario has peers."""
+        """The peer row with the fastest sample (see ``run_all.judged``), if any."""
         peers = [r for r in self.results if r.case.role == "peer"]
-        return min(peers, key=lambda r: r.stats.median_ns) if peers else None
+        return min(peers, key=lambda r: r.stats.min_ns) if peers else None
 
     def get(self, name: str) -> CaseResult:
         """The row called ``name``; ``KeyError`` if there is none."""
