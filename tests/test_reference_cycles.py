@@ -232,6 +232,56 @@ def test_async_calls_leave_no_cycles(shape: Shape, observed: bool, clock: FakeCl
     assert _leftover_async(call) == 0
 
 
+class Interrupted(BaseException):
+    """Control flow (as KeyboardInterrupt or CancelledError are): never retried or counted."""
+
+
+class InterruptedAfterFailures(Dependency):
+    """Fails twice, then control flow ends the call on the third attempt."""
+
+    def __init__(self) -> None:
+        super().__init__(2)
+
+    def __call__(self) -> int:
+        if self.calls == 2:
+            self.calls += 1
+            raise Interrupted
+        return super().__call__()
+
+
+@pytest.mark.parametrize("breaker", [False, True], ids=["retry", "retry+breaker"])
+@pytest.mark.parametrize("observed", [False, True], ids=["no-telemetry", "sdk"])
+def test_control_flow_ending_a_retried_call_leaves_no_cycles(
+    breaker: bool,
+    observed: bool,
+    clock: FakeClock,
+) -> None:
+    """The errors of the failed attempts are let go when control flow ends the call."""
+    strategies: dict[str, Any] = {"retry": _retry(4)}
+    if breaker:
+        strategies["circuit_breaker"] = _never_opens()
+    pipeline = Pipeline(name="interrupted", clock=clock, **strategies, **_telemetry(observed))
+    dependency = InterruptedAfterFailures()
+
+    def call() -> object:
+        dependency.reset()
+        try:
+            return pipeline.call(dependency)
+        except Interrupted:
+            return None
+
+    async def acall() -> object:
+        dependency.reset()
+        try:
+            return await pipeline.acall(dependency.acall)
+        except Interrupted:
+            return None
+
+    assert _leftover_sync(call) == 0
+    assert _leftover_async(acall) == 0
+    assert dependency.calls == 3
+
+
 def test_the_counting_sees_a_cycle() -> None:
     """The check can fail: an error kept by the frame it was raised through is counted."""
 

@@ -185,46 +185,52 @@ def _retry_after_first(
     # The attempt count and last delay in locals: a RetryState only when decide() is asked.
     attempt, previous = 1, 0.0
     failure: Exception = error
-    while True:
-        decision = retry.fast_delay(attempt, previous, failure)
-        if decision is None:
-            state = RetryState(None)
-            state.attempt, state.previous_delay = attempt, previous
-            verdict = retry.decide(state, failure, None, 0.0)
-            if isinstance(verdict, str):
-                run = CallRun.gave_up(pipeline, failure, outcome, state, verdict)
-                del failure, error  # the run has it now (no cycle through this frame)
-                return cast("R", _end(pipeline, run))
-            decision = verdict
-        attempt += 1
-        previous = decision
-        if decision > 0:
-            clock.sleep(decision)
-        if breaker is None:
+    try:
+        while True:
+            decision = retry.fast_delay(attempt, previous, failure)
+            if decision is None:
+                state = RetryState(None)
+                state.attempt, state.previous_delay = attempt, previous
+                verdict = retry.decide(state, failure, None, 0.0)
+                if isinstance(verdict, str):
+                    run = CallRun.gave_up(pipeline, failure, outcome, state, verdict)
+                    del failure, error  # the run has it now (no cycle through this frame)
+                    return cast("R", _end(pipeline, run))
+                decision = verdict
+            attempt += 1
+            previous = decision
+            if decision > 0:
+                clock.sleep(decision)
+            if breaker is None:
+                try:
+                    result = fn(*args, **kwargs)
+                except Exception as exc:  # noqa: BLE001 - classified by the retry
+                    failure, outcome = exc, _FAILURE
+                    continue
+                del failure, error  # no cycle: their tracebacks hold this frame
+                return result
+            ticket = breaker.try_acquire()
+            if type(ticket) is not int:  # refused (see run_sync)
+                failure, outcome = ticket, _REJECTED  # type: ignore[assignment]
+                del ticket  # only ``failure`` refers to it, for the give-up to drop
+                continue
             try:
                 result = fn(*args, **kwargs)
-            except Exception as exc:  # noqa: BLE001 - classified by the retry
+            except Exception as exc:  # noqa: BLE001 - classified by the breaker and the retry
+                breaker.on_error(ticket, exc)
                 failure, outcome = exc, _FAILURE
                 continue
+            except BaseException:
+                breaker.release(ticket)
+                raise
+            breaker.on_result(ticket, result)
             del failure, error  # no cycle: their tracebacks hold this frame
             return result
-        ticket = breaker.try_acquire()
-        if type(ticket) is not int:  # refused (see run_sync)
-            failure, outcome = ticket, _REJECTED  # type: ignore[assignment]
-            del ticket  # only ``failure`` refers to it, for the give-up to drop
-            continue
-        try:
-            result = fn(*args, **kwargs)
-        except Exception as exc:  # noqa: BLE001 - classified by the breaker and the retry
-            breaker.on_error(ticket, exc)
-            failure, outcome = exc, _FAILURE
-            continue
-        except BaseException:
-            breaker.release(ticket)
-            raise
-        breaker.on_result(ticket, result)
-        del failure, error  # no cycle: their tracebacks hold this frame
-        return result
+    except BaseException:
+        # Ended by control flow (or by the give-up raising): let go of the errors
+        # whose tracebacks hold this frame, or they would form a cycle with it.
+        failure = error = None  # type: ignore[assignment]
+        raise
 
 
 def _run(
@@ -281,6 +287,9 @@ def _run(
                 break
             if delay > 0:
                 clock.sleep(delay)
+    except BaseException:
+        run.error = None  # escaping: its traceback holds this frame, which holds the run
+        raise
     finally:
         run.close()
     return cast("R", _end(pipeline, run))
