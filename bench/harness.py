@@ -63,6 +63,7 @@ __all__ = [
     "fmt_ns",
     "fmt_ratio",
     "format_text",
+    "judged",
     "machine_info",
     "main",
     "package_versions",
@@ -159,6 +160,17 @@ def typed(decorator: Any) -> Decorator:
 
 class BenchmarkError(RuntimeError):
     """A contender did not behave as its scenario requires, so its timing would mislead."""
+
+
+def judged(stats: Stats) -> float:
+    """The figure every verdict compares: a row's fastest sample.
+
+    On a shared machine the medians of one run drift against each other by tens of
+    percent (see the spread column), moving the wrapt row that scales the budgets and the
+    judged row independently; the fastest sample of each is what the code costs when
+    undisturbed, and changes little from run to run.
+    """
+    return stats.min_ns
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -291,9 +303,9 @@ class ScenarioResult:
         return next((r for r in self.results if r.case.role == "ours"), None)
 
     def best_peer(self) -> CaseResult | None:
-        """The peer row with the fastest sample (see ``run_all.judged``), if any."""
+        """The peer row that :func:`judged` finds fastest, if the scenario has peers."""
         peers = [r for r in self.results if r.case.role == "peer"]
-        return min(peers, key=lambda r: r.stats.min_ns) if peers else None
+        return min(peers, key=lambda r: judged(r.stats)) if peers else None
 
     def get(self, name: str) -> CaseResult:
         """The row called ``name``; ``KeyError`` if there is none."""

@@ -39,11 +39,11 @@ from harness import (
     Scenario,
     ScenarioResult,
     Settings,
-    Stats,
     add_arguments,
     fmt_ns,
     fmt_ratio,
     format_text,
+    judged,
     machine_info,
     package_versions,
     progress_to_stderr,
@@ -61,7 +61,6 @@ __all__ = [
     "TELEMETRY_TARGETS",
     "RelativeTarget",
     "Target",
-    "judged",
     "main",
     "render_markdown",
     "rewrite_section",
@@ -169,17 +168,6 @@ def all_scenarios() -> list[Scenario]:
     asynchronous = bench_async.scenarios()
     paired = [s for pair in zip(sync, asynchronous, strict=True) for s in pair]
     return paired + bench_telemetry.scenarios()
-
-
-def judged(stats: Stats) -> float:
-    """The figure every verdict compares: a row's fastest sample.
-
-    On a shared machine the medians of one run drift against each other by tens of
-    percent (see the spread column), moving the wrapt row that scales the budgets and the
-    judged row independently; the fastest sample of each is what the code costs when
-    undisturbed, and changes little from run to run.
-    """
-    return stats.min_ns
 
 
 def scale_factor(results: list[ScenarioResult]) -> float | None:

@@ -77,6 +77,20 @@ _FOREVER: Final = math.inf
 _DISABLED: Final = CircuitState.DISABLED
 
 
+def admitted(ticket: int | CircuitOpenError) -> int:
+    """The ticket from :meth:`CircuitBreaker.try_acquire`, or its refusal raised.
+
+    Raised from here, where nothing else refers to the error once it is gone: a frame
+    still holding it would form a reference cycle with the error's traceback.
+    """
+    if isinstance(ticket, int):
+        return ticket
+    try:
+        raise ticket
+    finally:
+        del ticket
+
+
 class CircuitBreakerCounts(NamedTuple):
     """The lifetime counters of a breaker (see :meth:`CircuitBreaker.observed_counts`)."""
 
@@ -469,14 +483,15 @@ class CircuitBreaker(Standalone):
                 left until HALF_OPEN when OPEN, ``0.0`` when HALF_OPEN with every trial
                 slot taken (a slot may free up at any moment), ``None`` when FORCED_OPEN.
         """
-        # This class's own decision (a subclass's try_acquire may call acquire).
+        # This class's own decision (a subclass's try_acquire may call acquire). What
+        # admitted() does, inline: a refusal raised through one frame fewer (~0.1 µs).
         ticket = CircuitBreaker.try_acquire(self)
-        if isinstance(ticket, CircuitOpenError):
-            try:
-                raise ticket
-            finally:
-                del ticket  # no reference cycle: the traceback holds this frame
-        return ticket
+        if isinstance(ticket, int):
+            return ticket
+        try:
+            raise ticket
+        finally:
+            del ticket  # no reference cycle: the traceback holds this frame
 
     def try_acquire(self) -> int | CircuitOpenError:
         """:meth:`acquire` that returns the refusal instead of raising it.
@@ -486,7 +501,7 @@ class CircuitBreaker(Standalone):
         like one from :meth:`acquire`.
 
         Returns:
-            The ticket, always a plain ``int`` (drivers test ``type(ticket) is int``), or
+            The ticket, always a plain ``int`` (drivers test ``isinstance(ticket, int)``), or
             the :class:`CircuitOpenError` to raise.
         """
         # The hot paths take no lock: each reads one attribute that is written under the

@@ -34,7 +34,12 @@ from typing import TYPE_CHECKING, Any, ClassVar, Final
 from otel_resilience import _events
 from otel_resilience._errors import CircuitOpenError
 from otel_resilience._validation import check_number
-from otel_resilience.breaker._breaker import DISABLED_TICKET, CircuitBreaker, CircuitBreakerMetrics
+from otel_resilience.breaker._breaker import (
+    DISABLED_TICKET,
+    CircuitBreaker,
+    CircuitBreakerMetrics,
+    admitted,
+)
 from otel_resilience.breaker._config import CircuitBreakerConfig
 from otel_resilience.breaker._state import CircuitState
 from otel_resilience.stores._protocol import (
@@ -285,13 +290,7 @@ class SharedCircuitBreaker(CircuitBreaker):
             CircuitOpenError: the shared (or, degraded, the local) breaker refuses.
             TypeError: the store is an asyncio store: use :meth:`aacquire`.
         """
-        ticket = self.try_acquire()
-        if isinstance(ticket, CircuitOpenError):
-            try:
-                raise ticket
-            finally:
-                del ticket  # no reference cycle: the traceback holds this frame
-        return ticket
+        return admitted(self.try_acquire())
 
     def try_acquire(self) -> int | CircuitOpenError:
         """:meth:`acquire` returning the refusal instead of raising it."""
@@ -324,20 +323,20 @@ class SharedCircuitBreaker(CircuitBreaker):
         fast = self._fast_ticket
         if fast and now < self._fast_until:
             return fast  # a fresh CLOSED view: no round trip
+        # Decided in a frame of its own, which has ended when the refusal is raised.
+        return admitted(await self._atry_acquire(now))
+
+    async def _atry_acquire(self, now: float) -> int | CircuitOpenError:
+        """:meth:`try_acquire` past the fresh CLOSED view, awaiting an asyncio store."""
         ticket = self._from_view(now)
-        if ticket is None:
-            try:
-                admission = await self._store.acquire(self._name, self._params)
-            except Exception as error:  # noqa: BLE001 - a failing store means local state
-                self._degrade(error, "acquire")
-                return CircuitBreaker.acquire(self)
-            ticket = self._admit(admission, now)
-        if isinstance(ticket, CircuitOpenError):
-            try:
-                raise ticket
-            finally:
-                del ticket  # no reference cycle: the traceback holds this frame
-        return ticket
+        if ticket is not None:
+            return ticket
+        try:
+            admission = await self._store.acquire(self._name, self._params)
+        except Exception as error:  # noqa: BLE001 - a failing store means local state
+            self._degrade(error, "acquire")
+            return CircuitBreaker.try_acquire(self)
+        return self._admit(admission, now)
 
     def _fresh(self, now: float) -> bool:
         return self._view is not None and now - self._view_at < self._max_staleness

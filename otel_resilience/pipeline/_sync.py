@@ -132,8 +132,7 @@ def run_sync(pipeline: Pipeline, fn: Callable[..., R], /, *args: Any, **kwargs: 
         outcome = _FAILURE
     else:
         ticket = breaker.try_acquire()
-        # Admitted: tickets are plain ints (a type check costs a third of an isinstance).
-        if type(ticket) is int:
+        if isinstance(ticket, int):  # admitted (an int check is cheap; a class check is not)
             try:
                 result = fn(*args, **kwargs)
             except Exception as exc:  # noqa: BLE001 - classified by the breaker and the loop
@@ -148,10 +147,10 @@ def run_sync(pipeline: Pipeline, fn: Callable[..., R], /, *args: Any, **kwargs: 
         else:  # refused: ``ticket`` is the CircuitOpenError
             if pipeline.passthrough:
                 try:
-                    raise ticket  # type: ignore[misc] # straight to the caller, from this frame
+                    raise ticket  # straight to the caller, from this frame
                 finally:
                     del ticket  # no cycle: the traceback holds this frame
-            failure, outcome = ticket, _REJECTED  # type: ignore[assignment]
+            failure, outcome = ticket, _REJECTED
             del ticket
     # Retried out of the except block: a later attempt's error gets no __context__.
     try:
@@ -210,8 +209,8 @@ def _retry_after_first(
                 del failure, error  # no cycle: their tracebacks hold this frame
                 return result
             ticket = breaker.try_acquire()
-            if type(ticket) is not int:  # refused (see run_sync)
-                failure, outcome = ticket, _REJECTED  # type: ignore[assignment]
+            if not isinstance(ticket, int):  # refused
+                failure, outcome = ticket, _REJECTED
                 del ticket  # only ``failure`` refers to it, for the give-up to drop
                 continue
             try:
